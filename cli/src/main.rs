@@ -1,0 +1,2 @@
+//! The `deepedge` command line.
+fn main() {}
