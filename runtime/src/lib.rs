@@ -4,4 +4,5 @@
 //! the reference) and exposes sessions that tokenize, generate and stream text. The CLI, the bindings and
 //! the service are thin shells around it. See ARCHITECTURE.md for the map.
 
+pub mod gguf;
 pub mod quant;
