@@ -275,3 +275,12 @@ fn hand_built_q4_k_block() {
         assert_eq!((k.vec_dot)(256, &w, &a), 1872.0);
     }
 }
+
+#[test]
+fn simd_tables_are_used_where_available() {
+    let simd = simd_level() != SimdLevel::Scalar;
+    for t in WEIGHT_TYPES {
+        let same = std::ptr::eq(kernels(t).unwrap(), scalar_kernels(t).unwrap());
+        assert_eq!(same, !simd, "{t} on {:?}", simd_level());
+    }
+}
