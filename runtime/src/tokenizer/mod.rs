@@ -1,0 +1,802 @@
+//! Text ⇄ token ids for GGUF models, matching llama.cpp's tokenizer.
+//!
+//! [`Tokenizer::from_gguf`] reads the `tokenizer.ggml.*` metadata and builds one of two tokenizers:
+//!
+//! * `tokenizer.ggml.model = "gpt2"`: byte-level BPE with the merges from the file, built with the Hugging Face
+//!   `tokenizers` crate: one `Split` pre-tokenizer (isolated) per llama.cpp regex for `tokenizer.ggml.pre`
+//!   (see [`pretok`]), then `ByteLevel` (no prefix space, no regex), then the BPE model.
+//! * `tokenizer.ggml.model = "llama"`: SentencePiece-style score-driven merging with `<0xNN>` byte fallback,
+//!   a direct port of llama.cpp's algorithm (see [`spm`]) — Gemma's GGUF has no merges, only scores.
+//!
+//! Around both, the llama.cpp behaviour that decides exact ids: special-token splitting before tokenization
+//! (`llama_tokenize(…, parse_special)`; user-defined tokens are always split, control tokens only on request,
+//! see [`special`]), BOS/EOS from `add_bos_token`/`add_eos_token`, the SPM space prefix, the end-of-generation
+//! set (eos/eot/eom, FIM pad/repo/sep and tokens such as `<|im_end|>` or `<end_of_turn>` found by text), and
+//! `llama_token_to_piece` for output bytes. The reference is llama.cpp's `llama-vocab.cpp`; fixtures produced
+//! by llama.cpp check it in `runtime/tests/tokenizer_real.rs`.
+//!
+//! Not supported: the `bert` (WPM), `t5` (UGM), `rwkv` and `plamo2` tokenizer models; llama.cpp's
+//! per-model `lstrip`/`rstrip` special-token attributes; `clean_spaces` detokenization. A missing
+//! `tokenizer.ggml.pre` means `default` (as in llama.cpp); an unknown one is an error naming it.
+
+mod chat;
+pub(crate) mod pretok;
+pub(crate) mod special;
+pub(crate) mod spm;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+
+pub use chat::ChatMessage;
+pub use stream::StreamDecoder;
+
+use crate::gguf::{Array, GgufError, GgufFile};
+use special::{Fragment, SpecialMatcher};
+
+/// Everything that can go wrong building or using a tokenizer.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("GGUF metadata key {0} is missing; the file has no usable tokenizer")]
+    MissingKey(&'static str),
+    #[error("unknown tokenizer model {0:?} in tokenizer.ggml.model (supported: \"gpt2\" = byte-level BPE, \"llama\" = SentencePiece-style)")]
+    UnknownModel(String),
+    #[error("unknown pre-tokenizer type {0:?} in tokenizer.ggml.pre (supported: {known})", known = pretok::KNOWN.join(", "))]
+    UnknownPre(String),
+    #[error("GGUF metadata key {key}: {problem}")]
+    BadMetadata { key: &'static str, problem: String },
+    #[error("building the BPE tokenizer: {0}")]
+    Build(String),
+    #[error("tokenizing text: {0}")]
+    Encode(String),
+    #[error("the model has no chat template (tokenizer.chat_template is absent)")]
+    NoChatTemplate,
+    #[error("chat template: {0}")]
+    Template(String),
+}
+
+type Result<T> = std::result::Result<T, TokenizerError>;
+
+/// The tokenizer algorithm a GGUF asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VocabKind {
+    /// `gpt2`: byte-level BPE with merges.
+    Bpe,
+    /// `llama`: SentencePiece-style, score-driven, byte fallback.
+    Spm,
+}
+
+/// A token's type from `tokenizer.ggml.token_type` (llama.cpp's `llama_token_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Undefined,
+    Normal,
+    Unknown,
+    Control,
+    UserDefined,
+    Unused,
+    Byte,
+}
+
+impl TokenKind {
+    fn from_type(t: i64) -> Self {
+        match t {
+            1 => TokenKind::Normal,
+            2 => TokenKind::Unknown,
+            3 => TokenKind::Control,
+            4 => TokenKind::UserDefined,
+            5 => TokenKind::Unused,
+            6 => TokenKind::Byte,
+            _ => TokenKind::Undefined,
+        }
+    }
+}
+
+enum Model {
+    Bpe(Box<tokenizers::Tokenizer>),
+    Spm {
+        token_to_id: HashMap<String, u32>,
+        byte_tokens: Box<[Option<u32>; 256]>,
+    },
+}
+
+/// A GGUF model's tokenizer. Cheap to share (`&Tokenizer` is `Sync`).
+pub struct Tokenizer {
+    model: Model,
+    pre: String,
+    tokens: Vec<String>,
+    kinds: Vec<TokenKind>,
+    scores: Vec<f32>,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    eot: Option<u32>,
+    eom: Option<u32>,
+    unk: Option<u32>,
+    pad: Option<u32>,
+    add_bos: bool,
+    add_eos: bool,
+    add_space_prefix: bool,
+    eog: HashSet<u32>,
+    special: SpecialMatcher,
+    chat_template: Option<String>,
+}
+
+/// Token texts llama.cpp treats as end-of-turn when no `eot_token_id` is given.
+const EOT_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "_<EOT>",
+    "<｜end▁of▁sentence｜>",
+    "<end_of_utterance>",
+];
+
+/// Token texts llama.cpp puts in the end-of-generation set (and forces to control type).
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+];
+
+const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<PAD>"];
+const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>"];
+const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
+
+/// An optional token id key; negative or out-of-range values count as absent (llama.cpp warns and ignores).
+fn opt_id(f: &GgufFile, key: &str, n_vocab: usize) -> Result<Option<u32>> {
+    let Some(v) = f.get(key) else {
+        return Ok(None);
+    };
+    let Some(id) = v.as_i64() else {
+        return Err(TokenizerError::BadMetadata {
+            key: leak_key(key),
+            problem: format!("expected an integer token id, found {v}"),
+        });
+    };
+    if id < 0 || id as u64 >= n_vocab as u64 {
+        tracing::warn!("{key} = {id} is not a token id (vocabulary has {n_vocab}); ignoring it");
+        return Ok(None);
+    }
+    Ok(Some(id as u32))
+}
+
+/// Map a dynamic key to one of the static names used in errors.
+fn leak_key(key: &str) -> &'static str {
+    const KEYS: &[&str] = &[
+        "tokenizer.ggml.bos_token_id",
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.eot_token_id",
+        "tokenizer.ggml.eom_token_id",
+        "tokenizer.ggml.unknown_token_id",
+        "tokenizer.ggml.padding_token_id",
+        "tokenizer.ggml.fim_pad_token_id",
+        "tokenizer.ggml.fim_rep_token_id",
+        "tokenizer.ggml.fim_sep_token_id",
+    ];
+    KEYS.iter()
+        .copied()
+        .find(|k| *k == key)
+        .unwrap_or("tokenizer.ggml.*_token_id")
+}
+
+/// The byte a byte-level BPE character stands for (GPT-2's `bytes_to_unicode`, inverted).
+fn byte_level_char_to_byte(c: char) -> Option<u8> {
+    let c = c as u32;
+    match c {
+        33..=126 | 161..=172 | 174..=255 => Some(c as u8),
+        256..=323 => {
+            let n = c - 256;
+            Some(if n < 33 {
+                n as u8
+            } else if n < 67 {
+                (n - 33 + 127) as u8
+            } else {
+                173
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The byte of an SPM byte token `<0xNN>`.
+fn spm_byte_value(text: &str) -> Option<u8> {
+    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
+}
+
+impl Tokenizer {
+    /// Build the tokenizer described by a GGUF's `tokenizer.*` metadata.
+    pub fn from_gguf(f: &GgufFile) -> Result<Self> {
+        let model_name = f
+            .opt_str("tokenizer.ggml.model")?
+            .ok_or(TokenizerError::MissingKey("tokenizer.ggml.model"))?;
+        let vocab_kind = match model_name {
+            "gpt2" => VocabKind::Bpe,
+            "llama" => VocabKind::Spm,
+            other => return Err(TokenizerError::UnknownModel(other.to_owned())),
+        };
+
+        let tokens: Vec<String> = match f.opt_array("tokenizer.ggml.tokens")? {
+            Some(Array::String(v)) => v.clone(),
+            Some(other) => {
+                return Err(TokenizerError::BadMetadata {
+                    key: "tokenizer.ggml.tokens",
+                    problem: format!(
+                        "expected an array of strings, found {:?}",
+                        other.element_type()
+                    ),
+                })
+            }
+            None => return Err(TokenizerError::MissingKey("tokenizer.ggml.tokens")),
+        };
+        let n = tokens.len();
+        if n == 0 || n > i32::MAX as usize {
+            return Err(TokenizerError::BadMetadata {
+                key: "tokenizer.ggml.tokens",
+                problem: format!("{n} tokens"),
+            });
+        }
+
+        let mut kinds = match f.opt_array("tokenizer.ggml.token_type")? {
+            None => vec![TokenKind::Normal; n],
+            Some(a) => {
+                let v = a.to_i64_vec().ok_or_else(|| TokenizerError::BadMetadata {
+                    key: "tokenizer.ggml.token_type",
+                    problem: format!("expected an integer array, found {:?}", a.element_type()),
+                })?;
+                if v.len() != n {
+                    return Err(TokenizerError::BadMetadata {
+                        key: "tokenizer.ggml.token_type",
+                        problem: format!("{} entries for {n} tokens", v.len()),
+                    });
+                }
+                v.into_iter().map(TokenKind::from_type).collect()
+            }
+        };
+
+        let scores: Vec<f32> = match f.opt_array("tokenizer.ggml.scores")? {
+            None => vec![0.0; n],
+            Some(Array::F32(v)) if v.len() == n => v.clone(),
+            Some(Array::F64(v)) if v.len() == n => v.iter().map(|&x| x as f32).collect(),
+            Some(other) => {
+                return Err(TokenizerError::BadMetadata {
+                    key: "tokenizer.ggml.scores",
+                    problem: format!(
+                        "expected {n} floats, found {} of {:?}",
+                        other.len(),
+                        other.element_type()
+                    ),
+                })
+            }
+        };
+
+        let pre = match f.opt_str("tokenizer.ggml.pre")? {
+            Some(p) if !p.is_empty() => p.to_owned(),
+            _ => "default".to_owned(),
+        };
+
+        // Special ids: llama.cpp's per-model defaults, overridden by the keys.
+        let (mut bos, mut eos, mut unk) = match vocab_kind {
+            VocabKind::Spm => (Some(1), Some(2), Some(0)),
+            VocabKind::Bpe => (Some(11), Some(11), None),
+        };
+        let in_range = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
+        bos = opt_id(f, "tokenizer.ggml.bos_token_id", n)?.or(in_range(bos));
+        eos = opt_id(f, "tokenizer.ggml.eos_token_id", n)?.or(in_range(eos));
+        unk = opt_id(f, "tokenizer.ggml.unknown_token_id", n)?.or(in_range(unk));
+        let pad = opt_id(f, "tokenizer.ggml.padding_token_id", n)?;
+        let mut eot = opt_id(f, "tokenizer.ggml.eot_token_id", n)?;
+        let mut eom = opt_id(f, "tokenizer.ggml.eom_token_id", n)?;
+        let mut fim_pad = opt_id(f, "tokenizer.ggml.fim_pad_token_id", n)?;
+        let mut fim_rep = opt_id(f, "tokenizer.ggml.fim_rep_token_id", n)?;
+        let mut fim_sep = opt_id(f, "tokenizer.ggml.fim_sep_token_id", n)?;
+
+        // Auto-detection by text, as llama.cpp does; the first id in vocabulary order wins.
+        let mut eog: HashSet<u32> = HashSet::new();
+        for (i, t) in tokens.iter().enumerate() {
+            let id = i as u32;
+            let t = t.as_str();
+            if eot.is_none() && EOT_TEXTS.contains(&t) {
+                eot = Some(id);
+                kinds[i] = TokenKind::Control;
+            }
+            if eom.is_none() && t == "<|eom_id|>" {
+                eom = Some(id);
+                kinds[i] = TokenKind::Control;
+            }
+            if fim_pad.is_none() && FIM_PAD_TEXTS.contains(&t) {
+                fim_pad = Some(id);
+                kinds[i] = TokenKind::Control;
+            }
+            if fim_rep.is_none() && FIM_REP_TEXTS.contains(&t) {
+                fim_rep = Some(id);
+                kinds[i] = TokenKind::Control;
+            }
+            if fim_sep.is_none() && FIM_SEP_TEXTS.contains(&t) {
+                fim_sep = Some(id);
+                kinds[i] = TokenKind::Control;
+            }
+            if EOG_TEXTS.contains(&t) {
+                eog.insert(id);
+                kinds[i] = TokenKind::Control;
+            }
+        }
+        eog.extend(
+            [fim_pad, fim_rep, fim_sep, eos, eot, eom]
+                .into_iter()
+                .flatten(),
+        );
+
+        let spm_defaults = vocab_kind == VocabKind::Spm;
+        let (model, default_add_bos) = match vocab_kind {
+            VocabKind::Bpe => {
+                let spec =
+                    pretok::lookup(&pre).ok_or_else(|| TokenizerError::UnknownPre(pre.clone()))?;
+                (
+                    Model::Bpe(Box::new(build_bpe(f, &tokens, spec)?)),
+                    spec.add_bos,
+                )
+            }
+            VocabKind::Spm => {
+                if pre != "default" {
+                    tracing::debug!(
+                        "tokenizer.ggml.pre = {pre:?} is ignored for SentencePiece vocabularies"
+                    );
+                }
+                let mut token_to_id = HashMap::with_capacity(n);
+                for (i, t) in tokens.iter().enumerate() {
+                    token_to_id.insert(t.clone(), i as u32);
+                }
+                let mut byte_tokens = Box::new([None; 256]);
+                for (i, t) in tokens.iter().enumerate() {
+                    if kinds[i] == TokenKind::Byte {
+                        if let Some(b) = spm_byte_value(t) {
+                            byte_tokens[b as usize].get_or_insert(i as u32);
+                        }
+                    }
+                }
+                // llama.cpp falls back to the single-byte token text when there is no <0xNN> token.
+                for (b, slot) in byte_tokens.iter_mut().enumerate() {
+                    if slot.is_none() && b < 0x80 {
+                        let s = (b as u8 as char).to_string();
+                        *slot = token_to_id.get(&s).copied();
+                    }
+                }
+                (
+                    Model::Spm {
+                        token_to_id,
+                        byte_tokens,
+                    },
+                    true,
+                )
+            }
+        };
+
+        let add_bos = f
+            .opt_bool("tokenizer.ggml.add_bos_token")?
+            .unwrap_or(default_add_bos);
+        let add_eos = f.opt_bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
+        let add_space_prefix = f
+            .opt_bool("tokenizer.ggml.add_space_prefix")?
+            .unwrap_or(spm_defaults);
+
+        let special = SpecialMatcher::new(
+            tokens
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| match kinds[i] {
+                    TokenKind::Control | TokenKind::Unknown => Some((i as u32, t.as_str(), true)),
+                    TokenKind::UserDefined => Some((i as u32, t.as_str(), false)),
+                    _ => None,
+                })
+                .collect(),
+        );
+
+        let chat_template = f.opt_str("tokenizer.chat_template")?.map(str::to_owned);
+
+        Ok(Tokenizer {
+            model,
+            pre,
+            tokens,
+            kinds,
+            scores,
+            bos,
+            eos,
+            eot,
+            eom,
+            unk,
+            pad,
+            add_bos,
+            add_eos,
+            add_space_prefix,
+            eog,
+            special,
+            chat_template,
+        })
+    }
+
+    /// Tokenize like llama.cpp's `llama_tokenize(text, add_special, parse_special)`.
+    ///
+    /// `add_special` adds BOS (and EOS) when the model's `add_bos_token`/`add_eos_token` say so;
+    /// `parse_special` lets control tokens written in the text (`<|im_start|>`) become their ids —
+    /// without it they are tokenized as ordinary text. User-defined tokens are always recognized.
+    pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(text.len() / 3 + 2);
+        if add_special && self.add_bos {
+            if let Some(b) = self.bos {
+                out.push(b);
+            }
+        }
+        let fragments = self.special.partition(text, parse_special);
+        match &self.model {
+            Model::Bpe(hf) => {
+                for frag in fragments {
+                    match frag {
+                        Fragment::Token(id) => out.push(id),
+                        Fragment::Text(t) => {
+                            let enc = hf
+                                .encode(t, false)
+                                .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+                            out.extend_from_slice(enc.get_ids());
+                        }
+                    }
+                }
+            }
+            Model::Spm {
+                token_to_id,
+                byte_tokens,
+            } => {
+                let vocab = spm::SpmVocab {
+                    token_to_id,
+                    scores: &self.scores,
+                    byte_tokens,
+                    unk: self.unk,
+                };
+                // llama.cpp: the space prefix goes before the first text and after each special token.
+                let mut prev_special = true;
+                let mut buf = String::new();
+                for frag in fragments {
+                    match frag {
+                        Fragment::Token(id) => {
+                            out.push(id);
+                            prev_special = true;
+                        }
+                        Fragment::Text(t) => {
+                            buf.clear();
+                            if self.add_space_prefix && prev_special {
+                                buf.push('▁');
+                            }
+                            for c in t.chars() {
+                                if c == ' ' {
+                                    buf.push('▁');
+                                } else {
+                                    buf.push(c);
+                                }
+                            }
+                            spm::tokenize(&vocab, &buf, &mut out);
+                            prev_special = false;
+                        }
+                    }
+                }
+            }
+        }
+        if add_special && self.add_eos {
+            if let Some(e) = self.eos {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of tokens in the vocabulary.
+    pub fn n_vocab(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn vocab_kind(&self) -> VocabKind {
+        match self.model {
+            Model::Bpe(_) => VocabKind::Bpe,
+            Model::Spm { .. } => VocabKind::Spm,
+        }
+    }
+
+    /// The pre-tokenizer name in effect (`tokenizer.ggml.pre`, or `default`).
+    pub fn pre(&self) -> &str {
+        &self.pre
+    }
+
+    pub fn bos(&self) -> Option<u32> {
+        self.bos
+    }
+
+    pub fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// End-of-turn token (from the key, or found by text like `<|im_end|>`, `<end_of_turn>`).
+    pub fn eot(&self) -> Option<u32> {
+        self.eot
+    }
+
+    pub fn eom(&self) -> Option<u32> {
+        self.eom
+    }
+
+    pub fn unk(&self) -> Option<u32> {
+        self.unk
+    }
+
+    pub fn pad(&self) -> Option<u32> {
+        self.pad
+    }
+
+    /// Whether `encode(…, add_special = true, …)` starts with BOS.
+    pub fn add_bos(&self) -> bool {
+        self.add_bos && self.bos.is_some()
+    }
+
+    pub fn add_eos(&self) -> bool {
+        self.add_eos && self.eos.is_some()
+    }
+
+    pub fn add_space_prefix(&self) -> bool {
+        self.add_space_prefix
+    }
+
+    /// End-of-generation: eos, eot, eom, FIM pad/repo/sep, and llama.cpp's list of end tokens by text.
+    pub fn is_eog(&self, id: u32) -> bool {
+        self.eog.contains(&id)
+    }
+
+    /// The whole end-of-generation set, sorted.
+    pub fn eog_ids(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.eog.iter().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The token's type (after llama.cpp's fix-ups: end-of-generation texts are forced to control).
+    pub fn token_kind(&self, id: u32) -> Option<TokenKind> {
+        self.kinds.get(id as usize).copied()
+    }
+
+    pub fn token_score(&self, id: u32) -> Option<f32> {
+        self.scores.get(id as usize).copied()
+    }
+
+    /// The raw vocabulary string (byte-level or `▁`-escaped as stored in the GGUF).
+    pub fn token_str(&self, id: u32) -> Option<&str> {
+        self.tokens.get(id as usize).map(String::as_str)
+    }
+
+    /// The bytes a token contributes to output text, as llama.cpp's `llama_token_to_piece`:
+    /// byte tokens give their byte, normal tokens their decoded text, user-defined tokens their text,
+    /// control/unknown tokens their text only when `render_special`, unused tokens nothing.
+    pub fn token_bytes(&self, id: u32, render_special: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.append_token_bytes(id, render_special, &mut out);
+        out
+    }
+
+    pub(crate) fn append_token_bytes(&self, id: u32, render_special: bool, out: &mut Vec<u8>) {
+        let (Some(text), Some(&kind)) = (self.tokens.get(id as usize), self.kinds.get(id as usize))
+        else {
+            return;
+        };
+        match kind {
+            TokenKind::Control | TokenKind::Unknown => {
+                if render_special {
+                    out.extend_from_slice(text.as_bytes());
+                }
+            }
+            TokenKind::UserDefined => out.extend_from_slice(text.as_bytes()),
+            TokenKind::Normal => match self.model {
+                Model::Bpe(_) => {
+                    for c in text.chars() {
+                        match byte_level_char_to_byte(c) {
+                            Some(b) => out.push(b),
+                            None => {
+                                let mut buf = [0u8; 4];
+                                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                            }
+                        }
+                    }
+                }
+                Model::Spm { .. } => {
+                    for part in text.split('▁').enumerate() {
+                        if part.0 > 0 {
+                            out.push(b' ');
+                        }
+                        out.extend_from_slice(part.1.as_bytes());
+                    }
+                }
+            },
+            TokenKind::Byte => {
+                if let (Model::Spm { .. }, Some(b)) = (&self.model, spm_byte_value(text)) {
+                    out.push(b);
+                }
+            }
+            TokenKind::Unused | TokenKind::Undefined => {}
+        }
+    }
+
+    /// Concatenate the tokens' bytes (see [`Self::token_bytes`]) and convert to text once, at the end
+    /// (invalid UTF-8 becomes U+FFFD). Like printing each `llama_token_to_piece`: no space stripping.
+    pub fn decode(&self, ids: &[u32], render_special: bool) -> String {
+        let mut bytes = Vec::with_capacity(ids.len() * 4);
+        for &id in ids {
+            self.append_token_bytes(id, render_special, &mut bytes);
+        }
+        match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    }
+
+    /// Like llama.cpp's `llama_detokenize(ids, remove_special, unparse_special)`: with `remove_special`, a
+    /// leading BOS and trailing EOS are dropped (when the model adds them); with an SPM space prefix, the
+    /// first token's leading space is removed unless a BOS was dropped.
+    pub fn detokenize(&self, ids: &[u32], remove_special: bool, unparse_special: bool) -> String {
+        let mut ids = ids;
+        let mut remove_space = self.add_space_prefix;
+        if remove_special && self.add_bos && ids.first().is_some_and(|&t| Some(t) == self.bos) {
+            remove_space = false;
+            ids = &ids[1..];
+        }
+        if remove_special && self.add_eos && ids.last().is_some_and(|&t| Some(t) == self.eos) {
+            ids = &ids[..ids.len() - 1];
+        }
+        let mut bytes = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            let start = bytes.len();
+            self.append_token_bytes(id, unparse_special, &mut bytes);
+            if i == 0 && remove_space && bytes.get(start) == Some(&b' ') {
+                bytes.remove(start);
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// The Jinja chat template from `tokenizer.chat_template`.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    /// Render the model's chat template (Hugging Face semantics) for `messages`.
+    pub fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let template = self
+            .chat_template
+            .as_deref()
+            .ok_or(TokenizerError::NoChatTemplate)?;
+        let text_of = |id: Option<u32>| id.and_then(|i| self.token_str(i)).unwrap_or("");
+        chat::render(
+            template,
+            messages,
+            add_generation_prompt,
+            text_of(self.bos),
+            text_of(self.eos),
+        )
+    }
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("kind", &self.vocab_kind())
+            .field("pre", &self.pre)
+            .field("n_vocab", &self.tokens.len())
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .field("add_bos", &self.add_bos)
+            .field("add_eos", &self.add_eos)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Byte-level BPE from the GGUF's tokens and merges, with llama.cpp's split regexes for `spec`.
+fn build_bpe(
+    f: &GgufFile,
+    tokens: &[String],
+    spec: pretok::PreSpec,
+) -> Result<tokenizers::Tokenizer> {
+    use tokenizers::models::bpe::{Vocab, BPE};
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::pre_tokenizers::sequence::Sequence;
+    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+    use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+    use tokenizers::SplitDelimiterBehavior;
+
+    let merges_arr = match f.opt_array("tokenizer.ggml.merges")? {
+        Some(Array::String(v)) => v,
+        Some(other) => {
+            return Err(TokenizerError::BadMetadata {
+                key: "tokenizer.ggml.merges",
+                problem: format!(
+                    "expected an array of strings, found {:?}",
+                    other.element_type()
+                ),
+            })
+        }
+        None => return Err(TokenizerError::MissingKey("tokenizer.ggml.merges")),
+    };
+
+    // Later duplicates win, like llama.cpp's token_to_id map.
+    let mut vocab = Vocab::with_capacity(tokens.len());
+    for (i, t) in tokens.iter().enumerate() {
+        vocab.insert(t.clone(), i as u32);
+    }
+
+    // llama.cpp keeps the first rank of a repeated pair; merges whose parts or result are not tokens can
+    // never produce a token there, and the `tokenizers` crate rejects them, so they are skipped.
+    let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(merges_arr.len());
+    let mut merges = Vec::with_capacity(merges_arr.len());
+    let mut joined = String::new();
+    for (i, m) in merges_arr.iter().enumerate() {
+        // Like llama.cpp: the separator is the first space after the first byte (a token may be " ").
+        let split = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1);
+        let Some(p) = split else {
+            return Err(TokenizerError::BadMetadata {
+                key: "tokenizer.ggml.merges",
+                problem: format!("entry {i} {m:?} is not two tokens separated by a space"),
+            });
+        };
+        let (a, b) = (&m[..p], &m[p + 1..]);
+        joined.clear();
+        joined.push_str(a);
+        joined.push_str(b);
+        if !vocab.contains_key(a) || !vocab.contains_key(b) || !vocab.contains_key(joined.as_str())
+        {
+            continue;
+        }
+        if !seen.insert((a, b)) {
+            continue;
+        }
+        merges.push((a.to_owned(), b.to_owned()));
+    }
+
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .ignore_merges(spec.ignore_merges)
+        .build()
+        .map_err(|e| TokenizerError::Build(e.to_string()))?;
+
+    let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(spec.regexes.len() + 1);
+    for r in spec.regexes {
+        let split = Split::new(
+            SplitPattern::Regex((*r).to_owned()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| TokenizerError::Build(format!("pre-tokenizer regex {r:?}: {e}")))?;
+        steps.push(split.into());
+    }
+    steps.push(ByteLevel::new(false, false, false).into());
+
+    let mut hf = tokenizers::Tokenizer::new(bpe);
+    hf.with_pre_tokenizer(Some(Sequence::new(steps)));
+    hf.with_decoder(Some(ByteLevel::new(false, false, false)));
+    Ok(hf)
+}
