@@ -3,8 +3,8 @@
 //! [`Tokenizer::from_gguf`] reads the `tokenizer.ggml.*` metadata and builds one of two tokenizers:
 //!
 //! * `tokenizer.ggml.model = "gpt2"`: byte-level BPE with the merges from the file, built with the Hugging Face
-//!   `tokenizers` crate: one `Split` pre-tokenizer (isolated) per llama.cpp regex for `tokenizer.ggml.pre`
-//!   (see [`pretok`]), then `ByteLevel` (no prefix space, no regex), then the BPE model.
+//!   `tokenizers` crate's pre-tokenizers (one `Split`, isolated, per llama.cpp regex for `tokenizer.ggml.pre`,
+//!   see [`pretok`], then `ByteLevel`) and a port of llama.cpp's merge loop (see [`bpe`]).
 //! * `tokenizer.ggml.model = "llama"`: SentencePiece-style score-driven merging with `<0xNN>` byte fallback,
 //!   a direct port of llama.cpp's algorithm (see [`spm`]) — Gemma's GGUF has no merges, only scores.
 //!
@@ -19,7 +19,9 @@
 //! per-model `lstrip`/`rstrip` special-token attributes; `clean_spaces` detokenization. A missing
 //! `tokenizer.ggml.pre` means `default` (as in llama.cpp); an unknown one is an error naming it.
 
+pub(crate) mod bpe;
 mod chat;
+pub(crate) mod index;
 pub(crate) mod pretok;
 pub(crate) mod special;
 pub(crate) mod spm;
@@ -27,12 +29,13 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 pub use chat::ChatMessage;
 pub use stream::StreamDecoder;
 
 use crate::gguf::{Array, GgufError, GgufFile};
+use index::TokenIndex;
 use special::{Fragment, SpecialMatcher};
 
 /// Everything that can go wrong building or using a tokenizer.
@@ -96,9 +99,8 @@ impl TokenKind {
 }
 
 enum Model {
-    Bpe(Box<tokenizers::Tokenizer>),
+    Bpe(Box<bpe::BpeModel>),
     Spm {
-        token_to_id: HashMap<String, u32>,
         byte_tokens: Box<[Option<u32>; 256]>,
     },
 }
@@ -108,6 +110,7 @@ pub struct Tokenizer {
     model: Model,
     pre: String,
     tokens: Vec<String>,
+    index: TokenIndex,
     kinds: Vec<TokenKind>,
     scores: Vec<f32>,
     bos: Option<u32>,
@@ -347,24 +350,32 @@ impl Tokenizer {
         );
 
         let spm_defaults = vocab_kind == VocabKind::Spm;
+        let index = TokenIndex::new(&tokens);
         let (model, default_add_bos) = match vocab_kind {
             VocabKind::Bpe => {
                 let spec =
                     pretok::lookup(&pre).ok_or_else(|| TokenizerError::UnknownPre(pre.clone()))?;
-                (
-                    Model::Bpe(Box::new(build_bpe(f, &tokens, spec)?)),
-                    spec.add_bos,
-                )
+                let merges = match f.opt_array("tokenizer.ggml.merges")? {
+                    Some(Array::String(v)) => v,
+                    Some(other) => {
+                        return Err(TokenizerError::BadMetadata {
+                            key: "tokenizer.ggml.merges",
+                            problem: format!(
+                                "expected an array of strings, found {:?}",
+                                other.element_type()
+                            ),
+                        })
+                    }
+                    None => return Err(TokenizerError::MissingKey("tokenizer.ggml.merges")),
+                };
+                let model = bpe::BpeModel::new(spec, &tokens, &index, merges)?;
+                (Model::Bpe(Box::new(model)), spec.add_bos)
             }
             VocabKind::Spm => {
                 if pre != "default" {
                     tracing::debug!(
                         "tokenizer.ggml.pre = {pre:?} is ignored for SentencePiece vocabularies"
                     );
-                }
-                let mut token_to_id = HashMap::with_capacity(n);
-                for (i, t) in tokens.iter().enumerate() {
-                    token_to_id.insert(t.clone(), i as u32);
                 }
                 let mut byte_tokens = Box::new([None; 256]);
                 for (i, t) in tokens.iter().enumerate() {
@@ -377,17 +388,10 @@ impl Tokenizer {
                 // llama.cpp falls back to the single-byte token text when there is no <0xNN> token.
                 for (b, slot) in byte_tokens.iter_mut().enumerate() {
                     if slot.is_none() && b < 0x80 {
-                        let s = (b as u8 as char).to_string();
-                        *slot = token_to_id.get(&s).copied();
+                        *slot = index.get(&tokens, &(b as u8 as char).to_string());
                     }
                 }
-                (
-                    Model::Spm {
-                        token_to_id,
-                        byte_tokens,
-                    },
-                    true,
-                )
+                (Model::Spm { byte_tokens }, true)
             }
         };
 
@@ -417,6 +421,7 @@ impl Tokenizer {
             model,
             pre,
             tokens,
+            index,
             kinds,
             scores,
             bos,
@@ -448,25 +453,20 @@ impl Tokenizer {
         }
         let fragments = self.special.partition(text, parse_special);
         match &self.model {
-            Model::Bpe(hf) => {
+            Model::Bpe(model) => {
                 for frag in fragments {
                     match frag {
                         Fragment::Token(id) => out.push(id),
                         Fragment::Text(t) => {
-                            let enc = hf
-                                .encode(t, false)
-                                .map_err(|e| TokenizerError::Encode(e.to_string()))?;
-                            out.extend_from_slice(enc.get_ids());
+                            model.tokenize(&self.tokens, &self.index, t, &mut out)?
                         }
                     }
                 }
             }
-            Model::Spm {
-                token_to_id,
-                byte_tokens,
-            } => {
+            Model::Spm { byte_tokens } => {
                 let vocab = spm::SpmVocab {
-                    token_to_id,
+                    tokens: &self.tokens,
+                    index: &self.index,
                     scores: &self.scores,
                     byte_tokens,
                     unk: self.unk,
@@ -714,89 +714,4 @@ impl std::fmt::Debug for Tokenizer {
             .field("add_eos", &self.add_eos)
             .finish_non_exhaustive()
     }
-}
-
-/// Byte-level BPE from the GGUF's tokens and merges, with llama.cpp's split regexes for `spec`.
-fn build_bpe(
-    f: &GgufFile,
-    tokens: &[String],
-    spec: pretok::PreSpec,
-) -> Result<tokenizers::Tokenizer> {
-    use tokenizers::models::bpe::{Vocab, BPE};
-    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-    use tokenizers::pre_tokenizers::sequence::Sequence;
-    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-    use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-    use tokenizers::SplitDelimiterBehavior;
-
-    let merges_arr = match f.opt_array("tokenizer.ggml.merges")? {
-        Some(Array::String(v)) => v,
-        Some(other) => {
-            return Err(TokenizerError::BadMetadata {
-                key: "tokenizer.ggml.merges",
-                problem: format!(
-                    "expected an array of strings, found {:?}",
-                    other.element_type()
-                ),
-            })
-        }
-        None => return Err(TokenizerError::MissingKey("tokenizer.ggml.merges")),
-    };
-
-    // Later duplicates win, like llama.cpp's token_to_id map.
-    let mut vocab = Vocab::with_capacity(tokens.len());
-    for (i, t) in tokens.iter().enumerate() {
-        vocab.insert(t.clone(), i as u32);
-    }
-
-    // llama.cpp keeps the first rank of a repeated pair; merges whose parts or result are not tokens can
-    // never produce a token there, and the `tokenizers` crate rejects them, so they are skipped.
-    let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(merges_arr.len());
-    let mut merges = Vec::with_capacity(merges_arr.len());
-    let mut joined = String::new();
-    for (i, m) in merges_arr.iter().enumerate() {
-        // Like llama.cpp: the separator is the first space after the first byte (a token may be " ").
-        let split = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1);
-        let Some(p) = split else {
-            return Err(TokenizerError::BadMetadata {
-                key: "tokenizer.ggml.merges",
-                problem: format!("entry {i} {m:?} is not two tokens separated by a space"),
-            });
-        };
-        let (a, b) = (&m[..p], &m[p + 1..]);
-        joined.clear();
-        joined.push_str(a);
-        joined.push_str(b);
-        if !vocab.contains_key(a) || !vocab.contains_key(b) || !vocab.contains_key(joined.as_str())
-        {
-            continue;
-        }
-        if !seen.insert((a, b)) {
-            continue;
-        }
-        merges.push((a.to_owned(), b.to_owned()));
-    }
-
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .ignore_merges(spec.ignore_merges)
-        .build()
-        .map_err(|e| TokenizerError::Build(e.to_string()))?;
-
-    let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(spec.regexes.len() + 1);
-    for r in spec.regexes {
-        let split = Split::new(
-            SplitPattern::Regex((*r).to_owned()),
-            SplitDelimiterBehavior::Isolated,
-            false,
-        )
-        .map_err(|e| TokenizerError::Build(format!("pre-tokenizer regex {r:?}: {e}")))?;
-        steps.push(split.into());
-    }
-    steps.push(ByteLevel::new(false, false, false).into());
-
-    let mut hf = tokenizers::Tokenizer::new(bpe);
-    hf.with_pre_tokenizer(Some(Sequence::new(steps)));
-    hf.with_decoder(Some(ByteLevel::new(false, false, false)));
-    Ok(hf)
 }

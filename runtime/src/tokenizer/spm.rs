@@ -5,17 +5,20 @@
 //! start from one symbol per UTF-8 character, repeatedly merge the adjacent pair whose concatenation is a
 //! vocabulary token with the highest score (ties: the leftmost pair), and finally emit each symbol's token,
 //! or its bytes as `<0xNN>` byte tokens when the symbol is not in the vocabulary. No merges table is needed:
-//! the scores alone drive it, so nothing is derived at load time beyond a text → id map.
+//! the scores alone drive it, so nothing is derived at load time beyond a text → id index.
 //!
 //! Not here: whitespace escaping and the space prefix (the caller does that, see `super::Tokenizer::encode`),
 //! the unigram (`t5`) algorithm, and special-token splitting.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use super::index::TokenIndex;
 
 /// What the SPM algorithm needs from the vocabulary.
 pub(crate) struct SpmVocab<'a> {
-    pub token_to_id: &'a HashMap<String, u32>,
+    pub tokens: &'a [String],
+    pub index: &'a TokenIndex,
     pub scores: &'a [f32],
     /// Token for each byte value (`<0xNN>`), used for characters that never formed a token.
     pub byte_tokens: &'a [Option<u32>; 256],
@@ -75,7 +78,7 @@ pub(crate) fn tokenize(vocab: &SpmVocab<'_>, text: &str, out: &mut Vec<u32>) {
         |symbols: &[Symbol], queue: &mut BinaryHeap<Bigram>, left: usize, right: usize| {
             let (l, r) = (symbols[left], symbols[right]);
             let piece = &text[l.start..r.start + r.len];
-            if let Some(&id) = vocab.token_to_id.get(piece) {
+            if let Some(id) = vocab.index.get(vocab.tokens, piece) {
                 queue.push(Bigram {
                     score: vocab.scores.get(id as usize).copied().unwrap_or(0.0),
                     left,
@@ -112,7 +115,7 @@ pub(crate) fn tokenize(vocab: &SpmVocab<'_>, text: &str, out: &mut Vec<u32>) {
     while let Some(i) = cur {
         let s = symbols[i];
         let piece = &text[s.start..s.start + s.len];
-        if let Some(&id) = vocab.token_to_id.get(piece) {
+        if let Some(id) = vocab.index.get(vocab.tokens, piece) {
             out.push(id);
         } else {
             for &byte in piece.as_bytes() {
