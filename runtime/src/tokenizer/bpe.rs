@@ -26,6 +26,9 @@ use super::index::{PairRanks, TokenIndex};
 use super::pretok::PreSpec;
 use super::TokenizerError;
 
+/// Candidate merges: (rank, left, right, left len, right len), smallest rank then leftmost first.
+type MergeQueue = BinaryHeap<Reverse<(u32, usize, usize, usize, usize)>>;
+
 pub(crate) struct BpeModel {
     pre: Sequence,
     ranks: PairRanks,
@@ -113,7 +116,7 @@ impl BpeModel {
         index: &TokenIndex,
         word: &str,
         symbols: &mut Vec<Symbol>,
-        heap: &mut BinaryHeap<Reverse<(u32, usize, usize, usize, usize)>>,
+        heap: &mut MergeQueue,
         out: &mut Vec<u32>,
     ) {
         if word.is_empty() {
@@ -138,11 +141,7 @@ impl BpeModel {
                 next: (i + 1 < n_chars).then_some(i + 1),
             });
         }
-        // Heap entries: (rank, left, right, left len, right len), smallest rank then leftmost first.
-        let push = |symbols: &[Symbol],
-                    heap: &mut BinaryHeap<Reverse<(u32, usize, usize, usize, usize)>>,
-                    l: usize,
-                    r: usize| {
+        let push = |symbols: &[Symbol], heap: &mut MergeQueue, l: usize, r: usize| {
             if let (Some(a), Some(b)) = (symbols[l].id, symbols[r].id) {
                 if let Some(rank) = self.ranks.get(a, b) {
                     heap.push(Reverse((rank, l, r, symbols[l].len, symbols[r].len)));
