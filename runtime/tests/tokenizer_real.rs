@@ -143,6 +143,10 @@ fn qwen_known_facts() {
         assert!(tok.is_eog(id), "{id} should end generation");
     }
     assert!(!tok.is_eog(151644));
+    // llama.cpp's end-of-generation list includes "</s>": Qwen's normal token 128247 becomes control.
+    assert!(tok.is_eog(128247) && tok.is_control(128247));
+    assert_eq!(tok.encode("</s>", false, true).unwrap(), [128247]);
+    assert_eq!(tok.decode(&[128247], false), "");
     assert_eq!(tok.decode(&[9707, 1879], false), "Hello world");
     assert_eq!(tok.decode(&[151645], false), "");
     assert_eq!(tok.decode(&[151645], true), "<|im_end|>");

@@ -11,8 +11,9 @@
 //! Around both, the llama.cpp behaviour that decides exact ids: special-token splitting before tokenization
 //! (`llama_tokenize(…, parse_special)`; user-defined tokens are always split, control tokens only on request,
 //! see [`special`]), BOS/EOS from `add_bos_token`/`add_eos_token`, the SPM space prefix, the end-of-generation
-//! set (eos/eot/eom, FIM pad/repo/sep and tokens such as `<|im_end|>` or `<end_of_turn>` found by text), and
-//! `llama_token_to_piece` for output bytes. The reference is llama.cpp's `llama-vocab.cpp`; fixtures produced
+//! set (eos/eot/eom, FIM pad/repo/sep and tokens such as `<|im_end|>`, `<end_of_turn>` or `</s>` found by
+//! text, which llama.cpp also forces to control — so e.g. Qwen's normal `</s>` is matched only with
+//! `parse_special` and never rendered as text), and `llama_token_to_piece` for output bytes. The reference is llama.cpp's `llama-vocab.cpp`; fixtures produced
 //! by llama.cpp check it in `runtime/tests/tokenizer_real.rs`.
 //!
 //! Not supported: the `bert` (WPM), `t5` (UGM), `rwkv` and `plamo2` tokenizer models; llama.cpp's
@@ -111,7 +112,10 @@ pub struct Tokenizer {
     pre: String,
     tokens: Vec<String>,
     index: TokenIndex,
+    /// Types as stored in the file.
     kinds: Vec<TokenKind>,
+    /// llama.cpp's effective attribute bits after its fix-ups; these drive splitting and rendering.
+    attrs: Vec<u8>,
     scores: Vec<f32>,
     bos: Option<u32>,
     eos: Option<u32>,
@@ -127,7 +131,17 @@ pub struct Tokenizer {
     chat_template: Option<String>,
 }
 
-/// Token texts llama.cpp treats as end-of-turn when no `eot_token_id` is given.
+// llama.cpp's token attribute bits (`llama_token_attr`); a token can carry several (e.g. a user-defined
+// `</s>` forced to control by the end-of-generation list).
+const ATTR_UNDEFINED: u8 = 0;
+const ATTR_UNKNOWN: u8 = 1 << 0;
+const ATTR_UNUSED: u8 = 1 << 1;
+const ATTR_NORMAL: u8 = 1 << 2;
+const ATTR_CONTROL: u8 = 1 << 3;
+const ATTR_USER_DEFINED: u8 = 1 << 4;
+const ATTR_BYTE: u8 = 1 << 5;
+
+/// Token texts llama.cpp takes as the end-of-turn token when no `eot_token_id` is given.
 const EOT_TEXTS: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
@@ -137,29 +151,82 @@ const EOT_TEXTS: &[&str] = &[
     "<|end_of_text|>",
     "<EOT>",
     "_<EOT>",
-    "<｜end▁of▁sentence｜>",
+    "[EOT]",
     "<end_of_utterance>",
 ];
+const EOM_TEXTS: &[&str] = &["<|eom_id|>"];
+const FIM_PRE_TEXTS: &[&str] = &[
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<PRE>",
+    "<|code_prefix|>",
+    "<|prefix|>",
+];
+const FIM_SUF_TEXTS: &[&str] = &[
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<SUF>",
+    "<|code_suffix|>",
+    "<|suffix|>",
+];
+const FIM_MID_TEXTS: &[&str] = &[
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<MID>",
+    "<|code_middle|>",
+    "<|middle|>",
+];
+const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
+const FIM_REP_TEXTS: &[&str] = &[
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+];
+const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
 
-/// Token texts llama.cpp puts in the end-of-generation set (and forces to control type).
+/// Token texts llama.cpp puts in the end-of-generation set (and forces to control).
 const EOG_TEXTS: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
     "<|end|>",
     "<|return|>",
     "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
     "<end_of_turn>",
     "<|endoftext|>",
+    "</s>",
     "<|eom_id|>",
     "<EOT>",
     "_<EOT>",
+    "[EOT]",
+    "[EOS]",
     "<|end_of_text|>",
     "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
 ];
 
-const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<PAD>"];
-const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>"];
-const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
+/// Tokens llama.cpp always renders (gpt-oss), whatever their type.
+const ALWAYS_RENDERED: &[&str] = &["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"];
+
+fn attr_of(kind: TokenKind) -> u8 {
+    match kind {
+        TokenKind::Undefined => ATTR_UNDEFINED,
+        TokenKind::Normal => ATTR_NORMAL,
+        TokenKind::Unknown => ATTR_UNKNOWN,
+        TokenKind::Control => ATTR_CONTROL,
+        TokenKind::UserDefined => ATTR_USER_DEFINED,
+        TokenKind::Unused => ATTR_UNUSED,
+        TokenKind::Byte => ATTR_BYTE,
+    }
+}
 
 /// An optional token id key; negative or out-of-range values count as absent (llama.cpp warns and ignores).
 fn opt_id(f: &GgufFile, key: &str, n_vocab: usize) -> Result<Option<u32>> {
@@ -259,7 +326,7 @@ impl Tokenizer {
             });
         }
 
-        let mut kinds = match f.opt_array("tokenizer.ggml.token_type")? {
+        let kinds: Vec<TokenKind> = match f.opt_array("tokenizer.ggml.token_type")? {
             None => vec![TokenKind::Normal; n],
             Some(a) => {
                 let v = a.to_i64_vec().ok_or_else(|| TokenizerError::BadMetadata {
@@ -307,47 +374,84 @@ impl Tokenizer {
         eos = opt_id(f, "tokenizer.ggml.eos_token_id", n)?.or(in_range(eos));
         unk = opt_id(f, "tokenizer.ggml.unknown_token_id", n)?.or(in_range(unk));
         let pad = opt_id(f, "tokenizer.ggml.padding_token_id", n)?;
-        let mut eot = opt_id(f, "tokenizer.ggml.eot_token_id", n)?;
-        let mut eom = opt_id(f, "tokenizer.ggml.eom_token_id", n)?;
-        let mut fim_pad = opt_id(f, "tokenizer.ggml.fim_pad_token_id", n)?;
-        let mut fim_rep = opt_id(f, "tokenizer.ggml.fim_rep_token_id", n)?;
-        let mut fim_sep = opt_id(f, "tokenizer.ggml.fim_sep_token_id", n)?;
+        let eot = opt_id(f, "tokenizer.ggml.eot_token_id", n)?;
+        let eom = opt_id(f, "tokenizer.ggml.eom_token_id", n)?;
+        let fim_keys = [
+            ("tokenizer.ggml.fim_pre_token_id", FIM_PRE_TEXTS),
+            ("tokenizer.ggml.fim_suf_token_id", FIM_SUF_TEXTS),
+            ("tokenizer.ggml.fim_mid_token_id", FIM_MID_TEXTS),
+            ("tokenizer.ggml.fim_pad_token_id", FIM_PAD_TEXTS),
+            ("tokenizer.ggml.fim_rep_token_id", FIM_REP_TEXTS),
+            ("tokenizer.ggml.fim_sep_token_id", FIM_SEP_TEXTS),
+        ];
 
-        // Auto-detection by text, as llama.cpp does; the first id in vocabulary order wins.
-        let mut eog: HashSet<u32> = HashSet::new();
+        // llama.cpp's fix-ups by token text (`llama_vocab::impl::load`): missing eot/eom/FIM ids are found
+        // by text (first in vocabulary order here), and every token so found, or on the end-of-generation
+        // list, gains the control attribute.
+        let mut attrs: Vec<u8> = kinds.iter().map(|&k| attr_of(k)).collect();
+        let mut detected = [eot, eom, None, None, None, None, None, None];
+        for (slot, (key, _)) in detected[2..].iter_mut().zip(fim_keys.iter()) {
+            *slot = opt_id(f, key, n)?;
+        }
+        let lists: [&[&str]; 8] = [
+            EOT_TEXTS,
+            EOM_TEXTS,
+            fim_keys[0].1,
+            fim_keys[1].1,
+            fim_keys[2].1,
+            fim_keys[3].1,
+            fim_keys[4].1,
+            fim_keys[5].1,
+        ];
+        let mut eog_by_text = Vec::new();
         for (i, t) in tokens.iter().enumerate() {
-            let id = i as u32;
             let t = t.as_str();
-            if eot.is_none() && EOT_TEXTS.contains(&t) {
-                eot = Some(id);
-                kinds[i] = TokenKind::Control;
+            if !t.starts_with(['<', '[', '_']) {
+                continue;
             }
-            if eom.is_none() && t == "<|eom_id|>" {
-                eom = Some(id);
-                kinds[i] = TokenKind::Control;
-            }
-            if fim_pad.is_none() && FIM_PAD_TEXTS.contains(&t) {
-                fim_pad = Some(id);
-                kinds[i] = TokenKind::Control;
-            }
-            if fim_rep.is_none() && FIM_REP_TEXTS.contains(&t) {
-                fim_rep = Some(id);
-                kinds[i] = TokenKind::Control;
-            }
-            if fim_sep.is_none() && FIM_SEP_TEXTS.contains(&t) {
-                fim_sep = Some(id);
-                kinds[i] = TokenKind::Control;
+            for (slot, list) in detected.iter_mut().zip(lists) {
+                if slot.is_none() && list.contains(&t) {
+                    *slot = Some(i as u32);
+                    attrs[i] |= ATTR_CONTROL;
+                }
             }
             if EOG_TEXTS.contains(&t) {
-                eog.insert(id);
-                kinds[i] = TokenKind::Control;
+                eog_by_text.push(i as u32);
+                attrs[i] |= ATTR_CONTROL;
             }
         }
-        eog.extend(
-            [fim_pad, fim_rep, fim_sep, eos, eot, eom]
-                .into_iter()
-                .flatten(),
-        );
+        let [eot, eom, _fim_pre, _fim_suf, _fim_mid, fim_pad, fim_rep, fim_sep] = detected;
+        for (i, t) in tokens.iter().enumerate() {
+            if attrs[i] & ATTR_CONTROL != 0 && t.contains("unused") {
+                attrs[i] |= ATTR_UNUSED;
+            }
+            if ALWAYS_RENDERED.contains(&t.as_str()) {
+                attrs[i] = ATTR_USER_DEFINED;
+            }
+        }
+        let mut eog: HashSet<u32> = [fim_pad, fim_rep, fim_sep].into_iter().flatten().collect();
+        eog.extend(eog_by_text);
+        eog.extend([eos, eot, eom].into_iter().flatten());
+        let text_in_eog = |eog: &HashSet<u32>, text: &str| {
+            eog.iter().copied().find(|&id| tokens[id as usize] == text)
+        };
+        // o200k_harmony / solar-open: "<|end|>" is not end-of-generation when "<|return|>"/"<|call|>"
+        // (or "<|calls|>"/"<|flush|>") are present.
+        if let Some(end) = text_in_eog(&eog, "<|end|>") {
+            let has = |t: &str| text_in_eog(&eog, t).is_some();
+            if (has("<|return|>") && has("<|call|>")) || (has("<|calls|>") && has("<|flush|>")) {
+                eog.remove(&end);
+                attrs[end as usize] = ATTR_USER_DEFINED;
+            }
+        }
+        // gemma4: "</s>" is text there, recognisable by "<|tool_response>" in the set.
+        if let (Some(s_id), Some(_)) = (
+            text_in_eog(&eog, "</s>"),
+            text_in_eog(&eog, "<|tool_response>"),
+        ) {
+            eog.remove(&s_id);
+            attrs[s_id as usize] = ATTR_NORMAL;
+        }
 
         let spm_defaults = vocab_kind == VocabKind::Spm;
         let index = TokenIndex::new(&tokens);
@@ -379,7 +483,7 @@ impl Tokenizer {
                 }
                 let mut byte_tokens = Box::new([None; 256]);
                 for (i, t) in tokens.iter().enumerate() {
-                    if kinds[i] == TokenKind::Byte {
+                    if attrs[i] & ATTR_BYTE != 0 {
                         if let Some(b) = spm_byte_value(t) {
                             byte_tokens[b as usize].get_or_insert(i as u32);
                         }
@@ -407,10 +511,13 @@ impl Tokenizer {
             tokens
                 .iter()
                 .enumerate()
-                .filter_map(|(i, t)| match kinds[i] {
-                    TokenKind::Control | TokenKind::Unknown => Some((i as u32, t.as_str(), true)),
-                    TokenKind::UserDefined => Some((i as u32, t.as_str(), false)),
-                    _ => None,
+                .filter_map(|(i, t)| {
+                    let a = attrs[i];
+                    (a & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN) != 0).then_some((
+                        i as u32,
+                        t.as_str(),
+                        a & (ATTR_CONTROL | ATTR_UNKNOWN) != 0,
+                    ))
                 })
                 .collect(),
         );
@@ -423,6 +530,7 @@ impl Tokenizer {
             tokens,
             index,
             kinds,
+            attrs,
             scores,
             bos,
             eos,
@@ -574,9 +682,17 @@ impl Tokenizer {
         v
     }
 
-    /// The token's type (after llama.cpp's fix-ups: end-of-generation texts are forced to control).
+    /// The token's type as stored in `tokenizer.ggml.token_type`.
     pub fn token_kind(&self, id: u32) -> Option<TokenKind> {
         self.kinds.get(id as usize).copied()
+    }
+
+    /// Whether llama.cpp treats the token as control/unknown after its fix-ups by token text: such a token
+    /// is recognized in text only with `parse_special` and rendered only with `render_special`.
+    pub fn is_control(&self, id: u32) -> bool {
+        self.attrs
+            .get(id as usize)
+            .is_some_and(|&a| a & (ATTR_CONTROL | ATTR_UNKNOWN) != 0)
     }
 
     pub fn token_score(&self, id: u32) -> Option<f32> {
@@ -598,18 +714,19 @@ impl Tokenizer {
     }
 
     pub(crate) fn append_token_bytes(&self, id: u32, render_special: bool, out: &mut Vec<u8>) {
-        let (Some(text), Some(&kind)) = (self.tokens.get(id as usize), self.kinds.get(id as usize))
+        let (Some(text), Some(&attr)) = (self.tokens.get(id as usize), self.attrs.get(id as usize))
         else {
             return;
         };
-        match kind {
-            TokenKind::Control | TokenKind::Unknown => {
-                if render_special {
-                    out.extend_from_slice(text.as_bytes());
-                }
-            }
-            TokenKind::UserDefined => out.extend_from_slice(text.as_bytes()),
-            TokenKind::Normal => match self.model {
+        // `llama_token_to_piece`: control/unknown only when rendering specials; then control, unknown
+        // and user-defined tokens are their raw text, normal tokens decoded, byte tokens their byte.
+        if attr & (ATTR_CONTROL | ATTR_UNKNOWN) != 0 && !render_special {
+            return;
+        }
+        if attr & (ATTR_CONTROL | ATTR_UNKNOWN | ATTR_USER_DEFINED) != 0 {
+            out.extend_from_slice(text.as_bytes());
+        } else if attr & ATTR_NORMAL != 0 {
+            match self.model {
                 Model::Bpe(_) => {
                     for c in text.chars() {
                         match byte_level_char_to_byte(c) {
@@ -622,20 +739,18 @@ impl Tokenizer {
                     }
                 }
                 Model::Spm { .. } => {
-                    for part in text.split('▁').enumerate() {
-                        if part.0 > 0 {
+                    for (k, part) in text.split('▁').enumerate() {
+                        if k > 0 {
                             out.push(b' ');
                         }
-                        out.extend_from_slice(part.1.as_bytes());
+                        out.extend_from_slice(part.as_bytes());
                     }
                 }
-            },
-            TokenKind::Byte => {
-                if let (Model::Spm { .. }, Some(b)) = (&self.model, spm_byte_value(text)) {
-                    out.push(b);
-                }
             }
-            TokenKind::Unused | TokenKind::Undefined => {}
+        } else if attr & ATTR_BYTE != 0 {
+            if let (Model::Spm { .. }, Some(b)) = (&self.model, spm_byte_value(text)) {
+                out.push(b);
+            }
         }
     }
 
