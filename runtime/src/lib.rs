@@ -4,6 +4,17 @@
 //! the reference) and exposes sessions that tokenize, generate and stream text. The CLI, the bindings and
 //! the service are thin shells around it. See ARCHITECTURE.md for the map.
 
+pub mod backend;
+pub mod error;
+pub mod eval;
 pub mod gguf;
+pub mod kv;
+pub mod model;
 pub mod quant;
+pub mod sample;
+pub mod session;
 pub mod tokenizer;
+
+pub use error::{Error, Result};
+pub use model::Model;
+pub use session::{FinishReason, GenerateParams, Generation, Session, SessionOptions};

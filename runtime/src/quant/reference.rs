@@ -529,7 +529,11 @@ impl WeightFormat for BlockQ4K {
 #[inline]
 fn q5_k_value(b: &BlockQ5K, s: usize, l: usize) -> u8 {
     let byte = b.qs[32 * (s / 2) + l];
-    let lo = if s % 2 == 0 { byte & 0xF } else { byte >> 4 };
+    let lo = if s.is_multiple_of(2) {
+        byte & 0xF
+    } else {
+        byte >> 4
+    };
     lo | (((b.qh[l] >> s) & 1) << 4)
 }
 

@@ -1,0 +1,243 @@
+//! `deepedge run` and `deepedge chat`: generation with streaming output.
+
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use deepedge::sample::SamplerParams;
+use deepedge::tokenizer::ChatMessage;
+use deepedge::{GenerateParams, Generation};
+use serde_json::json;
+
+use crate::common::{parse_ids, IdList, ModelArgs};
+
+/// Sampling flags shared by `run` and `chat`. Defaults are llama.cpp's.
+#[derive(Args, Clone, Debug)]
+pub struct SamplingArgs {
+    /// Temperature; 0 is greedy.
+    #[arg(long = "temp", default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Keep the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Nucleus sampling threshold (1 = off).
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Minimum probability relative to the most likely token (0 = off).
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Repetition penalty (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Tokens the repetition penalty looks back over.
+    #[arg(long, default_value_t = 64)]
+    pub repeat_last_n: usize,
+    /// RNG seed (default: random, logged).
+    #[arg(short = 's', long)]
+    pub seed: Option<u64>,
+    /// Stop when this string is generated (repeatable).
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    fn params(&self) -> SamplerParams {
+        let seed = self.seed.unwrap_or_else(|| {
+            let s = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            tracing::info!(seed = s, "random seed");
+            s
+        });
+        SamplerParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            seed,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt text (tokenized as llama.cpp does: BOS iff the model adds one, no chat template).
+    #[arg(
+        short = 'p',
+        long = "prompt",
+        conflicts_with = "ids",
+        required_unless_present = "ids"
+    )]
+    pub prompt: Option<String>,
+    /// Prompt as token ids, fed as they are: `--ids 1,2,3`.
+    #[arg(long, value_parser = parse_ids)]
+    pub ids: Option<IdList>,
+    /// Tokens to generate.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
+    pub n_predict: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Keep generating past end-of-generation tokens.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Print one JSON object instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let loaded = args.model.load()?;
+    let mut session = loaded.session;
+    let prompt_ids = match (&args.prompt, &args.ids) {
+        (Some(text), _) => session.model().tokenizer.encode(text, true, false)?,
+        (None, Some(ids)) => ids.0.clone(),
+        (None, None) => bail!("give a prompt with -p TEXT or --ids 1,2,3"),
+    };
+    session.check_fits(prompt_ids.len(), args.n_predict)?;
+    let params = GenerateParams {
+        max_tokens: args.n_predict,
+        sampler: args.sampling.params(),
+        stop: args.sampling.stop.clone(),
+        ignore_eos: args.ignore_eos,
+        render_special: false,
+    };
+    let cancel = install_interrupt_flag()?;
+    let stdout = std::io::stdout();
+    let generation = if args.json {
+        session.generate(&prompt_ids, &params, Some(&cancel), |_| true)?
+    } else {
+        let mut out = stdout.lock();
+        let g = session.generate(&prompt_ids, &params, Some(&cancel), |piece| {
+            out.write_all(piece.as_bytes())
+                .and_then(|_| out.flush())
+                .is_ok()
+        })?;
+        writeln!(out)?;
+        g
+    };
+    report(&generation, loaded.load_s, args.json)
+}
+
+fn report(g: &Generation, load_s: f64, json: bool) -> Result<()> {
+    let t = &g.timings;
+    if json {
+        let value = json!({
+            "prompt_ids": g.prompt_ids,
+            "ids": g.ids,
+            "text": g.text,
+            "timings": {
+                "load_s": load_s,
+                "prefill_tps": t.prefill_tps(),
+                "decode_tps": t.decode_tps(),
+            },
+        });
+        println!("{value}");
+    } else {
+        tracing::info!(
+            load_s,
+            prompt_tokens = t.prefill_tokens,
+            prefill_tps = t.prefill_tps(),
+            generated = g.ids.len(),
+            decode_tps = t.decode_tps(),
+            finish = ?g.finish,
+            "done"
+        );
+    }
+    Ok(())
+}
+
+/// A flag set by Ctrl-C (SIGINT) while generating: the answer stops, the program does not.
+fn install_interrupt_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = Arc::clone(&flag);
+    ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            // A second Ctrl-C before the first was handled: leave.
+            std::process::exit(130);
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(flag)
+}
+
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// System prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Maximum tokens per answer.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 512)]
+    pub n_predict: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+pub fn chat(args: ChatArgs) -> Result<()> {
+    let loaded = args.model.load()?;
+    let mut session = loaded.session;
+    let model = Arc::clone(session.model());
+    let tokenizer = &model.tokenizer;
+    if tokenizer.chat_template().is_none() {
+        tracing::warn!("the model has no chat template; using ChatML");
+    }
+    let mut messages: Vec<ChatMessage> = Vec::new();
+    if let Some(system) = &args.system {
+        messages.push(ChatMessage::new("system", system));
+    }
+    let params = GenerateParams {
+        max_tokens: args.n_predict,
+        sampler: args.sampling.params(),
+        stop: args.sampling.stop.clone(),
+        ignore_eos: false,
+        render_special: false,
+    };
+    let cancel = install_interrupt_flag()?;
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    eprintln!("deepedge chat — Ctrl-C stops an answer, Ctrl-D or /exit quits, /reset forgets the conversation.");
+    loop {
+        write!(stdout, "\n> ")?;
+        stdout.flush()?;
+        let mut line = String::new();
+        cancel.store(false, Ordering::SeqCst);
+        if stdin.lock().read_line(&mut line)? == 0 || cancel.load(Ordering::SeqCst) {
+            writeln!(stdout)?;
+            return Ok(());
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
+        match line.trim() {
+            "" => continue,
+            "/exit" | "/quit" => return Ok(()),
+            "/reset" => {
+                messages.truncate(usize::from(args.system.is_some()));
+                session.reset();
+                continue;
+            }
+            _ => {}
+        }
+        messages.push(ChatMessage::new("user", line));
+        let rendered = tokenizer.apply_chat_template(&messages, true)?;
+        let ids = tokenizer.encode(&rendered, false, true)?;
+        if let Err(e) = session.check_fits(ids.len(), 1) {
+            eprintln!("error: {e}");
+            messages.pop();
+            continue;
+        }
+        let generation = session.generate(&ids, &params, Some(&cancel), |piece| {
+            stdout
+                .write_all(piece.as_bytes())
+                .and_then(|_| stdout.flush())
+                .is_ok()
+        })?;
+        writeln!(stdout)?;
+        messages.push(ChatMessage::new("assistant", generation.text.trim()));
+    }
+}

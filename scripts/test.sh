@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: fetches (once) and verifies the real models the tests compare against llama.cpp's
+# committed reference fixtures, then runs every test of the workspace. README.md and .ci/run call this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/fetch-models.sh all
+# Real-model tests must run, not skip, here.
+export DEEPEDGE_REQUIRE_MODELS=1
+cargo test --workspace --locked "$@"
