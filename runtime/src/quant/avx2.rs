@@ -109,7 +109,35 @@ fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn f16_to_f32(h: f16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
+    // A broadcast rather than `_mm_cvtsi32_si128`: the latter lets LLVM insert into a live register
+    // (`vpinsrw`), chaining every block onto the accumulator's latency.
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(h.to_bits() as i16)))
+}
+
+/// The four f16 at `p` as f32 lanes (reads 8 bytes, which must be in bounds). Block scales are read
+/// this way rather than via a scalar `f16` → `__m128i` move: for the latter LLVM emits a `vpinsrw`
+/// into a live register, which chains every block onto the accumulator's FMA latency.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_f16x4(p: *const u8) -> __m128 {
+    // Inline asm because LLVM narrows `_mm_cvtph_ps(_mm_loadl_epi64(p))` back to a `vpinsrw`.
+    let r: __m128;
+    std::arch::asm!(
+        "vcvtph2ps {r}, qword ptr [{p}]",
+        p = in(reg) p,
+        r = out(xmm_reg) r,
+        options(pure, readonly, nostack, preserves_flags),
+    );
+    r
+}
+
+/// `d(x) * d(y)` broadcast, for blocks that start with their f16 scale and are at least 8 bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scale_product<X, Y>(x: &X, y: &Y) -> __m256 {
+    let dx = load_f16x4(x as *const X as *const u8);
+    let dy = load_f16x4(y as *const Y as *const u8);
+    _mm256_broadcastss_ps(_mm_mul_ss(dx, dy))
 }
 
 #[inline]
@@ -227,7 +255,7 @@ macro_rules! two_acc_loop {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q8_0_block(x: &BlockQ8_0, y: &BlockQ8_0, acc: __m256) -> __m256 {
-    let d = _mm256_set1_ps(f16_to_f32(x.d) * f16_to_f32(y.d));
+    let d = scale_product(x, y);
     let qx = load256(x.qs.as_ptr() as *const u8);
     let qy = load256(y.qs.as_ptr() as *const u8);
     _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc)
@@ -241,7 +269,7 @@ unsafe fn dot_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_0_block(x: &BlockQ4_0, y: &BlockQ8_0, acc: __m256) -> __m256 {
-    let d = _mm256_set1_ps(f16_to_f32(x.d) * f16_to_f32(y.d));
+    let d = scale_product(x, y);
     let qx = _mm256_sub_epi8(unpack_nibbles_32(&x.qs), _mm256_set1_epi8(8));
     let qy = load256(y.qs.as_ptr() as *const u8);
     _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc)
@@ -255,13 +283,17 @@ unsafe fn dot_q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_1_block(x: &BlockQ4_1, y: &BlockQ8_0, acc: __m256) -> __m256 {
-    let dy = f16_to_f32(y.d);
+    // Lanes [d·dy, m·dy, ..].
+    let dm = _mm_mul_ps(
+        load_f16x4(x as *const BlockQ4_1 as *const u8),
+        _mm_broadcastss_ps(load_f16x4(y as *const BlockQ8_0 as *const u8)),
+    );
     let qx = unpack_nibbles_32(&x.qs);
     let qy = load256(y.qs.as_ptr() as *const u8);
     let dot = _mm256_cvtepi32_ps(dot_u8_i8(qx, qy));
     let sum_y = _mm256_cvtepi32_ps(dot_u8_i8(_mm256_set1_epi8(1), qy));
-    let acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(x.d) * dy), dot, acc);
-    _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(x.m) * dy), sum_y, acc)
+    let acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), dot, acc);
+    _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dm)), sum_y, acc)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -272,7 +304,7 @@ unsafe fn dot_q4_1(x: &[BlockQ4_1], y: &[BlockQ8_0]) -> f32 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_0_block(x: &BlockQ5_0, y: &BlockQ8_0, acc: __m256) -> __m256 {
-    let d = _mm256_set1_ps(f16_to_f32(x.d) * f16_to_f32(y.d));
+    let d = scale_product(x, y);
     // q - 16 as i8: the nibble where bit 4 is set, the nibble | 0xF0 (= nibble - 16) where it is not.
     let high = bytes_from_bits(u32::from_le_bytes(x.qh));
     let qx = _mm256_or_si256(
@@ -327,8 +359,10 @@ unsafe fn dot_q4_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm_setzero_ps();
     for (a, b) in x.iter().zip(y) {
-        let d = b.d * f16_to_f32(a.d);
-        let dmin = b.d * f16_to_f32(a.dmin);
+        // [d, dmin] (the first 8 bytes of the block: d, dmin, scales[0..4]) times the activation d.
+        let dd = _mm_mul_ps(load_f16x4(a as *const _ as *const u8), _mm_set1_ps(b.d));
+        let d = _mm_cvtss_f32(dd);
+        let dmin = _mm_cvtss_f32(_mm_movehdup_ps(dd));
         let (scales, am) = k4_scales_and_mins(&a.scales, dmin, b, acc_m);
         acc_m = am;
         let mut sumi = _mm256_setzero_si256();
@@ -356,8 +390,10 @@ unsafe fn dot_q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm_setzero_ps();
     for (a, b) in x.iter().zip(y) {
-        let d = b.d * f16_to_f32(a.d);
-        let dmin = b.d * f16_to_f32(a.dmin);
+        // [d, dmin] (the first 8 bytes of the block: d, dmin, scales[0..4]) times the activation d.
+        let dd = _mm_mul_ps(load_f16x4(a as *const _ as *const u8), _mm_set1_ps(b.d));
+        let d = _mm_cvtss_f32(dd);
+        let dmin = _mm_cvtss_f32(_mm_movehdup_ps(dd));
         let (scales, am) = k4_scales_and_mins(&a.scales, dmin, b, acc_m);
         acc_m = am;
         let mut hbits = load256(a.qh.as_ptr());
@@ -391,7 +427,9 @@ unsafe fn dot_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     let m32 = _mm256_set1_epi8(32);
     let mut acc = _mm256_setzero_ps();
     for (a, b) in x.iter().zip(y) {
-        let d = b.d * f16_to_f32(a.d);
+        // d is the last field: read it as lane 3 of the 8 bytes ending the block.
+        let dv = load_f16x4(a.scales.as_ptr().add(10) as *const u8);
+        let d = b.d * _mm_cvtss_f32(_mm_shuffle_ps(dv, dv, 0xFF));
         let scales = load128(a.scales.as_ptr() as *const u8);
         let mut sumi = _mm256_setzero_si256();
         for h in 0..2 {

@@ -121,6 +121,20 @@ pub struct BlockQ8K {
 }
 const _: () = assert!(size_of::<BlockQ8K>() == 292);
 
+/// f16 → f32 without a CPU feature check: move exponent and mantissa into f32 position and rescale
+/// by 2^112. Exact for normals, subnormals and zeros; infinities and NaNs come out as large finite
+/// values (block scales never hold them).
+#[inline(always)]
+pub fn f16_to_f32_finite(h: f16) -> f32 {
+    let b = h.to_bits() as u32;
+    let mag = f32::from_bits((b & 0x7fff) << 13) * f32::from_bits(0x7780_0000);
+    if b & 0x8000 != 0 {
+        -mag
+    } else {
+        mag
+    }
+}
+
 /// Scale and min of sub-block `j` (0..8) of a Q4_K / Q5_K block, 6 bits each.
 ///
 /// Packing: for `j < 4`, the low 6 bits of `q[j]` (scale) and `q[j + 4]` (min); for `j >= 4`, the
@@ -240,6 +254,20 @@ mod tests {
                 assert_eq!(scale_min_k4(j, &q), (sc[j], mn[j]));
                 assert_eq!((ws >> (8 * j)) as u8, sc[j]);
                 assert_eq!((wm >> (8 * j)) as u8, mn[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn finite_f16_conversion_is_exact() {
+        for bits in 0..=u16::MAX {
+            let h = f16::from_bits(bits);
+            if h.is_finite() {
+                assert_eq!(
+                    f16_to_f32_finite(h).to_bits(),
+                    h.to_f32().to_bits(),
+                    "{bits:#x}"
+                );
             }
         }
     }
