@@ -177,6 +177,9 @@ fn one_tensor_with_dims(n_dims: u32, dims: &[u64], ggml_type: u32) -> Vec<u8> {
     out
 }
 
+/// A tensor-entry case: name, what, expected error, n_dims field, dims written, type id.
+type DimCase = (&'static str, &'static str, &'static str, u32, Vec<u64>, u32);
+
 /// Found by `cargo fuzz run gguf_reader` in its first minute (libFuzzer artifact
 /// `crash-2477744289abf0f38c11818f4949c87fddbcac86`): one 4-dim tensor whose first dim is 0 and whose
 /// other dims multiply past u64, accepted as a zero-element tensor until `TensorInfo::n_rows` overflowed.
@@ -775,7 +778,7 @@ pub fn cases() -> Vec<Case> {
     );
     let f32_id = GgmlType::F32 as u32;
     let q8_id = GgmlType::Q8_0 as u32;
-    let dim_cases: Vec<(&'static str, &'static str, &'static str, u32, Vec<u64>, u32)> = vec![
+    let dim_cases: Vec<DimCase> = vec![
         (
             "tensor_zero_dims",
             "tensor with 0 dimensions",
