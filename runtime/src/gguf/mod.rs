@@ -556,12 +556,14 @@ impl<'a> Parser<'a> {
         let offset = self.u64(&|| format!("data offset of tensor {name:?}"))?;
         let ggml_type = GgmlType::from_id(type_id)
             .ok_or_else(|| bad(format!("unknown tensor type id {type_id}")))?;
-        let n_elements = dims
-            .iter()
+        // Zero dims count as one here: a zero must not hide an overflow among the others, which
+        // `TensorInfo::n_rows` (the product of dims[1..]) would then hit. ggml stores each dim as int64.
+        dims.iter()
             .try_fold(1u64, |acc, &d| {
-                acc.checked_mul(d).filter(|&n| n <= i64::MAX as u64)
+                acc.checked_mul(d.max(1)).filter(|&n| n <= i64::MAX as u64)
             })
             .ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))?;
+        let n_elements: u64 = dims.iter().product();
         if dims[0] % ggml_type.block_size() as u64 != 0 {
             return Err(bad(format!(
                 "row length {} is not a multiple of the {ggml_type} block size {}",
