@@ -76,7 +76,11 @@ pub fn perplexity(args: PerplexityArgs) -> Result<()> {
         bail!("--chunk-size must be at least 4");
     }
     let mut session = args.model.load_with_ctx(Some(c))?.session;
-    let tokens = session.model().tokenizer.encode(&text, true, false)?;
+    let tokens =
+        session
+            .model()
+            .tokenizer
+            .encode(deepedge::eval::perplexity_text(&text), true, false)?;
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()) && !args.json;
     let result =
         deepedge::eval::perplexity(&mut session, &tokens, c, args.chunks, |done, total, ppl| {

@@ -10,6 +10,11 @@ use crate::error::{Error, Result};
 use crate::sample::argmax;
 use crate::session::Session;
 
+/// The text of a perplexity file as llama.cpp's `-f` reads it: one trailing newline dropped.
+pub fn perplexity_text(file_contents: &str) -> &str {
+    file_contents.strip_suffix('\n').unwrap_or(file_contents)
+}
+
 /// Result of [`perplexity`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Perplexity {

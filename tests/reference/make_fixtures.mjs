@@ -2,7 +2,7 @@
 // Generate llama.cpp reference fixtures (tokenization, greedy decoding with top-2 margins, perplexity)
 // for deepedge, using the prebuilt llama.cpp shipped in the npm package node-llama-cpp.
 //
-// Usage: node make_fixtures.mjs [--only MODEL_KEY] [--skip-ppl] [--ppl-chunks N] [--out DIR]
+// Usage: node make_fixtures.mjs [--only MODEL_KEY] [--skip-ppl] [--ppl-chunks N] [--verify-greedy] [--out DIR]
 // Models are read from $DEEPEDGE_CACHE/models/ (default ~/.cache/deepedge/models/).
 import fs from "node:fs";
 import path from "node:path";
@@ -17,15 +17,16 @@ const PPL_CTX = 256;
 const PPL_TEXT = path.join(HERE, "fixtures", "gpl-3.txt");
 
 function parseArgs(argv) {
-    const args = {only: null, skipPpl: false, pplChunks: -1, out: path.join(HERE, "fixtures")};
+    const args = {only: null, skipPpl: false, pplChunks: -1, verifyGreedy: false, out: path.join(HERE, "fixtures")};
     for (let i = 0; i < argv.length; i++) {
         const a = argv[i];
         if (a === "--only") args.only = argv[++i];
         else if (a === "--skip-ppl") args.skipPpl = true;
+        else if (a === "--verify-greedy") args.verifyGreedy = true;
         else if (a === "--ppl-chunks") args.pplChunks = Number(argv[++i]);
         else if (a === "--out") args.out = argv[++i];
         else if (a === "-h" || a === "--help") {
-            console.log("node make_fixtures.mjs [--only MODEL_KEY] [--skip-ppl] [--ppl-chunks N] [--out DIR]");
+            console.log("node make_fixtures.mjs [--only MODEL_KEY] [--skip-ppl] [--ppl-chunks N] [--verify-greedy] [--out DIR]");
             process.exit(0);
         } else throw new Error("unknown argument: " + a);
     }
@@ -140,32 +141,64 @@ function makeTokenize(model) {
     });
 }
 
-const GREEDY_OPTS = {temperature: 0}; // greedy: chain = [greedy] only; no penalties, no top-k/p
-async function makeGreedy(model, context, key) {
+// Greedy decoding with the top-2 margin at every step.
+// A full-vocabulary probability map per step is slow in node-llama-cpp (the addon copies the whole
+// vocabulary into JS), so each step samples with top-k = 2 (then temperature 1, top-p 1, min-p 0):
+// the returned "probabilities" are the softmax over the two highest logits, sorted by logit, so
+// entry 0 is the argmax (= llama.cpp's greedy pick) and log(p1/p2) = logit1 - logit2 exactly.
+// The token chosen by the sampler's random draw is ignored; we feed the argmax back ourselves.
+// (`--verify-greedy` re-runs each prompt with llama.cpp's own greedy sampler and checks equality.)
+const TOP2_OPTS = {temperature: 1, topK: 2, topP: 1, minP: 0, seed: 1};
+const GREEDY_OPTS = {temperature: 0}; // llama.cpp greedy sampler: chain = [greedy], no penalties
+
+async function greedyContinuation(sequence, promptIds) {
+    const steps = [];
+    let input = promptIds.map((t, i) => i === promptIds.length - 1
+        ? [t, {generateNext: {probabilities: true, options: TOP2_OPTS}}]
+        : t);
+    for (let step = 0; step < GREEDY_TOKENS; step++) {
+        const res = await sequence.controlledEvaluate(input);
+        const t2 = top2(res[input.length - 1].next.probabilities);
+        // exact tie: llama.cpp's greedy sampler keeps the lowest token id
+        const tok = (t2.p2 != null && t2.p1 === t2.p2) ? Math.min(t2.id1, t2.id2) : t2.id1;
+        const other = tok === t2.id1 ? t2.id2 : t2.id1;
+        steps.push({tok, other, gap: Math.log(t2.p1 / t2.p2), p1p2sum: t2.p1 + t2.p2});
+        // keep going past EOS: the EOG token is fed back like any other token
+        input = [[tok, {generateNext: {probabilities: true, options: TOP2_OPTS}}]];
+    }
+    return steps;
+}
+
+async function greedyWithSampler(sequence, promptIds) {
+    const ids = [];
+    let input = promptIds.map((t, i) => i === promptIds.length - 1
+        ? [t, {generateNext: {token: true, options: GREEDY_OPTS}}]
+        : t);
+    for (let step = 0; step < GREEDY_TOKENS; step++) {
+        const res = await sequence.controlledEvaluate(input);
+        const tok = res[input.length - 1].next.token;
+        ids.push(tok);
+        input = [[tok, {generateNext: {token: true, options: GREEDY_OPTS}}]];
+    }
+    return ids;
+}
+
+async function makeGreedy(model, context, key, verify) {
     const out = [];
     for (const p of greedyPrompts(key)) {
-        const sequence = context.getSequence();
         const {ids: promptIds} = tokenizeDefault(model, p.text, !!p.parse_special);
-        const ids = [], top2Ids = [], gaps = [], p1s = [];
-        let eosAt = null;
-        let input = promptIds.map((t, i) => i === promptIds.length - 1
-            ? [t, {generateNext: {token: true, probabilities: true, options: GREEDY_OPTS}}]
-            : t);
-        for (let step = 0; step < GREEDY_TOKENS; step++) {
-            const res = await sequence.controlledEvaluate(input);
-            const next = res[input.length - 1].next;
-            const t2 = top2(next.probabilities);
-            const tok = next.token;
-            if (tok !== t2.id1 && next.probabilities.get(tok) !== t2.p1)
-                throw new Error(`greedy token ${tok} is not the argmax ${t2.id1}`);
-            ids.push(tok);
-            top2Ids.push(tok === t2.id1 ? t2.id2 : t2.id1);
-            gaps.push(round(Math.log(t2.p1 / t2.p2), 6));
-            p1s.push(round(t2.p1, 6));
-            if (eosAt == null && model.isEogToken(tok)) eosAt = step;
-            // keep going past EOS: feed the EOG token back like any other token
-            input = [[tok, {generateNext: {token: true, probabilities: true, options: GREEDY_OPTS}}]];
+        let sequence = context.getSequence();
+        const steps = await greedyContinuation(sequence, promptIds);
+        await sequence.dispose();
+        const ids = steps.map((s) => s.tok);
+        if (verify) {
+            sequence = context.getSequence();
+            const check = await greedyWithSampler(sequence, promptIds);
+            await sequence.dispose();
+            if (JSON.stringify(check) !== JSON.stringify(ids))
+                throw new Error(`greedy mismatch for ${p.name}: top2 ${ids} vs greedy sampler ${check}`);
         }
+        const eosIdx = ids.findIndex((t) => model.isEogToken(t));
         out.push({
             name: p.name,
             prompt: p.text,
@@ -173,14 +206,12 @@ async function makeGreedy(model, context, key) {
             prompt_ids: promptIds,
             n_predict: GREEDY_TOKENS,
             ids,
-            top2_ids: top2Ids,
-            logit_gaps: gaps,
-            top1_probs: p1s,
-            eos_at: eosAt,
+            top2_ids: steps.map((s) => s.other),
+            logit_gaps: steps.map((s) => round(s.gap, 6)),
+            eos_at: eosIdx >= 0 ? eosIdx : null,
             text: model.detokenize(ids, false)
         });
-        await sequence.dispose();
-        process.stderr.write(`  greedy ${p.name}: ${JSON.stringify(model.detokenize(ids, false).slice(0, 70))}\n`);
+        process.stderr.write(`  greedy ${p.name}${verify ? " (verified)" : ""}: ${JSON.stringify(out.at(-1).text.slice(0, 70))}\n`);
     }
     return out;
 }
@@ -206,9 +237,18 @@ async function makePerplexity(model, context, maxChunks) {
         const input = chunk.map((t, i) => (i >= first && i < PPL_CTX - 1)
             ? [t, {generateNext: {probabilities: true, options: {temperature: 0}}}]
             : t);
-        const res = await sequence.controlledEvaluate(input);
+        const probs = new Array(PPL_CTX).fill(null);
+        // read the target's probability as each position is sampled, then drop the full-vocab map
+        if (sequence.nextTokenIndex !== 0) throw new Error("sequence not empty");
+        await sequence.controlledEvaluate(input, {
+            onTokenResult(i, output) {
+                probs[i] = output.next.probabilities.get(chunk[i + 1]) ?? 0;
+                output.next.probabilities = undefined;
+            }
+        });
+        if (sequence.nextTokenIndex !== PPL_CTX) throw new Error(`unexpected context shift (${sequence.nextTokenIndex})`);
         for (let i = first; i < PPL_CTX - 1; i++) {
-            const p = res[i].next.probabilities.get(chunk[i + 1]);
+            const p = probs[i];
             if (!(p > 0)) throw new Error(`zero probability for token ${chunk[i + 1]} in chunk ${c}`);
             minProb = Math.min(minProb, p);
             nll -= Math.log(p);
@@ -225,6 +265,8 @@ async function makePerplexity(model, context, maxChunks) {
         tokens: tokens.length,
         scored_tokens: count,
         ppl: round(Math.exp(nll / count), 6),
+        kv_cells: context.contextSize,
+        batch: context.batchSize,
         mean_nll: round(nll / count, 8),
         running_ppl: running,
         min_target_prob: minProb
@@ -278,12 +320,14 @@ async function main() {
             swaFullCache: true, sequences: 1, failedCreationRemedy: false
         });
         process.stderr.write(`  greedy context: size=${greedyCtx.contextSize} batch=${greedyCtx.batchSize} threads=${greedyCtx.idealThreads}\n`);
-        fixture.greedy = await makeGreedy(model, greedyCtx, key);
+        fixture.greedy = await makeGreedy(model, greedyCtx, key, args.verifyGreedy);
         await greedyCtx.dispose();
 
         if (!args.skipPpl) {
+            // KV cache of 2 * n_ctx cells: a sequence that exactly fills a node-llama-cpp context
+            // triggers its automatic context shift, which would corrupt the next chunk's evaluation.
             const pplCtx = await model.createContext({
-                contextSize: PPL_CTX, batchSize: PPL_CTX, threads: THREADS,
+                contextSize: 2 * PPL_CTX, batchSize: PPL_CTX, threads: THREADS,
                 swaFullCache: true, sequences: 1, failedCreationRemedy: false
             });
             fixture.perplexity = await makePerplexity(model, pplCtx, args.pplChunks);
