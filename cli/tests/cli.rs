@@ -71,10 +71,10 @@ fn misuse_gives_usage_errors() {
             "{args:?} should be a usage error: {}",
             stderr(&o)
         );
+        let err = stderr(&o);
         assert!(
-            stderr(&o).contains("Usage") || stderr(&o).contains("usage"),
-            "{args:?}: {}",
-            stderr(&o)
+            err.contains("Usage") || err.contains("--help"),
+            "{args:?}: {err}"
         );
     }
 }
@@ -129,7 +129,8 @@ fn run_json_shape_and_greedy_determinism() {
         "--json",
     ];
     let a = json(&deepedge(&args));
-    assert_eq!(a["prompt_ids"].as_array().unwrap().len(), 5);
+    // llama.cpp's (node-llama-cpp 3.21.1) tokenization of the prompt; Qwen adds no BOS.
+    assert_eq!(a["prompt_ids"], serde_json::json!([750, 75698, 1445, 1648]));
     assert_eq!(a["ids"].as_array().unwrap().len(), 8);
     assert!(a["text"].is_string());
     for k in ["load_s", "prefill_tps", "decode_tps"] {
@@ -222,7 +223,8 @@ fn score_tokenize_inspect_bench_json_shapes() {
 
     let i = json(&deepedge(&["inspect", "-m", &m, "--json"]));
     assert_eq!(i["metadata"]["general.architecture"], "qwen2");
-    assert_eq!(i["tensors"].as_array().unwrap().len(), 290);
+    // 24 blocks × 12 tensors + token_embd, output_norm, output.
+    assert_eq!(i["tensors"].as_array().unwrap().len(), 291);
     assert_eq!(i["memory"]["kv_bytes_per_token"], 24 * 2 * 128 * 2);
 
     let b = json(&deepedge(&[
