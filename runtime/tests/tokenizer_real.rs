@@ -7,33 +7,18 @@
 //! (`parse_special = false`), ids with special-token parsing, and the detokenized text. This file tests
 //! only the tokenizer; generation fixtures are checked elsewhere.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use deepedge::gguf::GgufFile;
 use deepedge::tokenizer::{ChatMessage, StreamDecoder, Tokenizer};
 
-const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m";
-const GEMMA: &str = "gemma-3-270m-q4_k_m";
+mod common;
 
-fn models_dir() -> PathBuf {
-    match std::env::var_os("DEEPEDGE_CACHE") {
-        Some(d) => PathBuf::from(d).join("models"),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/deepedge/models"),
-    }
-}
+use common::{fixture, ids, model_path, GEMMA, QWEN};
 
 /// Load a model's tokenizer, or `None` (with a SKIP note) when the model is not in the cache.
 fn load(key: &str) -> Option<Tokenizer> {
-    let path = models_dir().join(format!("{key}.gguf"));
-    if !path.exists() {
-        eprintln!(
-            "SKIP: model not in cache ({}), run scripts/fetch-models.sh",
-            path.display()
-        );
-        return None;
-    }
+    let path = model_path(key)?;
     let f = GgufFile::open(&path).expect("open GGUF");
     let t0 = Instant::now();
     let tok = Tokenizer::from_gguf(&f).expect("build tokenizer");
@@ -45,29 +30,10 @@ fn load(key: &str) -> Option<Tokenizer> {
     Some(tok)
 }
 
-fn fixture(key: &str) -> Option<serde_json::Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/reference/fixtures")
-        .join(format!("{key}.json"));
-    if !path.exists() {
-        eprintln!("SKIP: fixture {} not present", path.display());
-        return None;
-    }
-    let text = std::fs::read_to_string(&path).expect("read fixture");
-    Some(serde_json::from_str(&text).expect("fixture is JSON"))
-}
-
-fn ids_of(v: &serde_json::Value) -> Option<Vec<u32>> {
-    v.as_array()?
-        .iter()
-        .map(|x| x.as_u64().map(|n| n as u32))
-        .collect()
-}
-
 /// Compare every `tokenize` fixture entry; report all mismatches at once.
 fn check_fixture(key: &str) {
     let Some(tok) = load(key) else { return };
-    let Some(fx) = fixture(key) else { return };
+    let fx = fixture(key);
     let entries = fx["tokenize"]
         .as_array()
         .expect("fixture has a tokenize list");
@@ -75,14 +41,14 @@ fn check_fixture(key: &str) {
     let (mut ok_plain, mut ok_special, mut ok_detok) = (0, 0, 0);
     for e in entries {
         let text = e["text"].as_str().expect("text");
-        let want = ids_of(&e["ids"]).expect("ids");
+        let want = ids(&e["ids"]);
         let got = tok.encode(text, true, false).expect("encode");
         if got == want {
             ok_plain += 1;
         } else {
             failures.push(format!("plain {text:?}\n   want {want:?}\n   got  {got:?}"));
         }
-        if let Some(want_sp) = ids_of(&e["ids_parse_special"]) {
+        if let Some(want_sp) = e.get("ids_parse_special").map(ids) {
             let got_sp = tok.encode(text, true, true).expect("encode");
             if got_sp == want_sp {
                 ok_special += 1;
