@@ -207,11 +207,12 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         write!(stdout, "\n> ")?;
         stdout.flush()?;
         let mut line = String::new();
-        cancel.store(false, Ordering::SeqCst);
-        if stdin.lock().read_line(&mut line)? == 0 || cancel.load(Ordering::SeqCst) {
+        if stdin.lock().read_line(&mut line)? == 0 {
             writeln!(stdout)?;
             return Ok(());
         }
+        // A Ctrl-C pressed at the prompt only arms the exit (a second one leaves); answers start clean.
+        cancel.store(false, Ordering::SeqCst);
         let line = line.trim_end_matches(['\n', '\r']);
         match line.trim() {
             "" => continue,
