@@ -38,6 +38,34 @@ fn session(key: &str, n_ctx: usize) -> Option<Session> {
     )
 }
 
+/// One of llama.cpp's greedy continuations: prompt ids, its 32 chosen ids and, per step, its logit gap
+/// between the chosen token and the runner-up.
+struct GreedyCase {
+    name: String,
+    prompt: Vec<u32>,
+    expected: Vec<u32>,
+    gaps: Vec<f64>,
+}
+
+fn greedy_cases(fx: &serde_json::Value) -> Vec<GreedyCase> {
+    fx["greedy"]
+        .as_array()
+        .expect("greedy cases")
+        .iter()
+        .map(|case| GreedyCase {
+            name: case["name"].as_str().expect("name").to_string(),
+            prompt: ids(&case["prompt_ids"]),
+            expected: ids(&case["ids"]),
+            gaps: case["logit_gaps"]
+                .as_array()
+                .expect("gaps")
+                .iter()
+                .map(|g| g.as_f64().expect("gap"))
+                .collect(),
+        })
+        .collect()
+}
+
 /// Near-ties in llama.cpp's own logits: either choice is right.
 const TIE_GAP: f64 = 1e-3;
 
@@ -59,16 +87,14 @@ fn teacher_forced_agreement(key: &str) {
     // The plain figure: ties (gap < 1e-3) excluded, every other difference counted.
     let mut untied_agree = 0;
     let mut report = Vec::new();
-    for case in fx["greedy"].as_array().expect("greedy cases") {
-        let name = case["name"].as_str().unwrap();
-        let prompt = ids(&case["prompt_ids"]);
-        let expected = ids(&case["ids"]);
-        let gaps: Vec<f64> = case["logit_gaps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g.as_f64().unwrap())
-            .collect();
+    for GreedyCase {
+        name,
+        prompt,
+        expected,
+        gaps,
+    } in greedy_cases(&fx)
+    {
+        let name = name.as_str();
         let steps = teacher_forced(&mut s, &prompt, &expected).expect("forward");
         for (i, step) in steps.iter().enumerate() {
             total += 1;
@@ -136,16 +162,14 @@ fn greedy_prefix_matches(key: &str, n: usize, noise: f64) {
     };
     let fx = fixture(key);
     let mut failures = Vec::new();
-    for case in fx["greedy"].as_array().unwrap() {
-        let name = case["name"].as_str().unwrap();
-        let prompt = ids(&case["prompt_ids"]);
-        let expected = ids(&case["ids"]);
-        let gaps: Vec<f64> = case["logit_gaps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g.as_f64().unwrap())
-            .collect();
+    for GreedyCase {
+        name,
+        prompt,
+        expected,
+        gaps,
+    } in greedy_cases(&fx)
+    {
+        let name = name.as_str();
         let params = GenerateParams {
             max_tokens: n,
             sampler: SamplerParams::default(),
