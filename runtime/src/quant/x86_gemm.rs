@@ -1,0 +1,367 @@
+//! Tiled matrix kernels ("gemm") for x86_64: many (weight row, token) dot products per call.
+//!
+//! A tile of `R` weight rows × `T` tokens keeps `R·T` float accumulators in registers. For each
+//! block index the `R` weight blocks are unpacked once (and reused for the `T` tokens) and each
+//! activation block is loaded once (and reused for the `R` rows); every output gets a single
+//! horizontal sum at the end. With `T = 1` the same kernel is a multi-row matrix-vector product
+//! (the decode path).
+//!
+//! Two flavours of the integer dot product: AVX2 (`vpmaddubsw` + `vpmaddwd`, 16 registers, smaller
+//! tiles) and AVX-512 VNNI on 256-bit registers (`vpdpbusd`, 32 registers, 4×4 tiles). Both compute
+//! exactly the integer sums of the scalar reference per (sub-)block; only the float summation order
+//! differs. `vpdpbusd` multiplies unsigned by signed bytes, so signed weights are offset to unsigned
+//! (`q + off`) and `off · Σ a` is subtracted per activation block (`Σ a` computed once per token).
+
+// The AVX-512 target features and `_mm256_dpbusd_epi32` are stable since Rust 1.89; the workspace
+// `rust-version` (1.88) must be raised to 1.89 for this module (the toolchain here is 1.95).
+#![allow(clippy::incompatible_msrv)]
+
+use super::avx2::{
+    bytes_from_bits, hsum_ps, load128, load256, load_f16x4, quantize_q8_0, vec_dot_q4_0,
+    vec_dot_q5_0, vec_dot_q8_0,
+};
+use super::blocks::*;
+use super::reference::dequantize_bytes;
+use super::{Gemm, GgmlType, TypeKernels};
+use std::arch::x86_64::*;
+
+/// The VNNI kernel tables: the AVX2 ones with a VNNI `gemm`, for types that have one.
+/// Only call after detecting AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI.
+pub fn vnni_table(t: GgmlType) -> Option<&'static TypeKernels> {
+    use GgmlType as T;
+    Some(match t {
+        T::Q4_0 => &VNNI_Q4_0,
+        T::Q5_0 => &VNNI_Q5_0,
+        T::Q8_0 => &VNNI_Q8_0,
+        _ => return None,
+    })
+}
+
+macro_rules! vnni_table {
+    ($name:ident, $t:ident, $vt:ident, $quant:expr, $dot:ident, $W:ty, $gemm:ident) => {
+        static $name: TypeKernels = TypeKernels {
+            weight_type: GgmlType::$t,
+            vec_dot_type: GgmlType::$vt,
+            quantize_activation: $quant,
+            vec_dot: $dot,
+            dequantize: dequantize_bytes::<$W>,
+            gemm: Some(Gemm {
+                isa: "avx512vnni",
+                run: $gemm,
+            }),
+        };
+    };
+}
+
+vnni_table!(
+    VNNI_Q4_0,
+    Q4_0,
+    Q8_0,
+    quantize_q8_0,
+    vec_dot_q4_0,
+    BlockQ4_0,
+    gemm_q4_0_vnni
+);
+vnni_table!(
+    VNNI_Q5_0,
+    Q5_0,
+    Q8_0,
+    quantize_q8_0,
+    vec_dot_q5_0,
+    BlockQ5_0,
+    gemm_q5_0_vnni
+);
+vnni_table!(
+    VNNI_Q8_0,
+    Q8_0,
+    Q8_0,
+    quantize_q8_0,
+    vec_dot_q8_0,
+    BlockQ8_0,
+    gemm_q8_0_vnni
+);
+
+pub(super) const AVX2_Q4_0: Gemm = Gemm {
+    isa: "avx2",
+    run: gemm_q4_0_avx2,
+};
+pub(super) const AVX2_Q5_0: Gemm = Gemm {
+    isa: "avx2",
+    run: gemm_q5_0_avx2,
+};
+pub(super) const AVX2_Q8_0: Gemm = Gemm {
+    isa: "avx2",
+    run: gemm_q8_0_avx2,
+};
+
+/// Calls `$tile::<R, T>` for the runtime tile shape `($rr, $tt)`, both in `1..=4`.
+macro_rules! dispatch_tile {
+    ($tile:ident, $rr:expr, $tt:expr, $($arg:expr),*) => {
+        match ($rr, $tt) {
+            (4, 4) => $tile::<4, 4>($($arg),*),
+            (4, 3) => $tile::<4, 3>($($arg),*),
+            (4, 2) => $tile::<4, 2>($($arg),*),
+            (4, 1) => $tile::<4, 1>($($arg),*),
+            (3, 4) => $tile::<3, 4>($($arg),*),
+            (3, 3) => $tile::<3, 3>($($arg),*),
+            (3, 2) => $tile::<3, 2>($($arg),*),
+            (3, 1) => $tile::<3, 1>($($arg),*),
+            (2, 4) => $tile::<2, 4>($($arg),*),
+            (2, 3) => $tile::<2, 3>($($arg),*),
+            (2, 2) => $tile::<2, 2>($($arg),*),
+            (2, 1) => $tile::<2, 1>($($arg),*),
+            (1, 4) => $tile::<1, 4>($($arg),*),
+            (1, 3) => $tile::<1, 3>($($arg),*),
+            (1, 2) => $tile::<1, 2>($($arg),*),
+            (1, 1) => $tile::<1, 1>($($arg),*),
+            _ => unreachable!("tile shape"),
+        }
+    };
+}
+
+/// Sweeps `rows × n_tokens` in tiles of at most `$rmax × $tmax`, rows outer (the tile's weight rows
+/// stay in L1 while every token streams by).
+macro_rules! tile_driver {
+    ($gemm:ident, $tile:ident, $wbs:expr, $wn:expr, $abs:expr, $an:expr, $rmax:literal, $tmax:literal) => {
+        fn $gemm(n: usize, w: &[u8], rows: usize, a: &[u8], n_tokens: usize, out: &mut [f32]) {
+            let nb = n / $wn;
+            let (wrb, arb) = (nb * $wbs, n / $an * $abs);
+            assert!(
+                n % $wn == 0
+                    && n % $an == 0
+                    && w.len() >= rows * wrb
+                    && a.len() >= n_tokens * arb
+                    && out.len() >= rows * n_tokens,
+                "gemm: bad sizes"
+            );
+            let (wp, ap, op) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
+            let mut r0 = 0;
+            while r0 < rows {
+                // One token (decode) is bound by DRAM bandwidth: single-row tiles stream each row
+                // sequentially, which measured faster than interleaving several rows.
+                let rr = (rows - r0).min(if n_tokens == 1 { 1 } else { $rmax });
+                let mut t0 = 0;
+                while t0 < n_tokens {
+                    let tt = (n_tokens - t0).min($tmax);
+                    // SAFETY: the tables holding this kernel are only handed out after detecting
+                    // its CPU features; the tile reads rows r0..r0 + rr and tokens t0..t0 + tt and
+                    // writes out[t * rows + r] for those, all in bounds by the assert above.
+                    unsafe {
+                        let (w, a, o) =
+                            (wp.add(r0 * wrb), ap.add(t0 * arb), op.add(t0 * rows + r0));
+                        dispatch_tile!($tile, rr, tt, nb, w, wrb, a, arb, o, rows);
+                    }
+                    t0 += tt;
+                }
+                r0 += rr;
+            }
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 32-element formats against Q8_0.
+
+/// The 32 nibbles of the 16 bytes at `p` (low nibbles first), as bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles_32(p: *const u8) -> __m256i {
+    let q = load128(p);
+    let m4 = _mm_set1_epi8(0xF);
+    _mm256_set_m128i(
+        _mm_and_si128(_mm_srli_epi16(q, 4), m4),
+        _mm_and_si128(q, m4),
+    )
+}
+
+/// Q4_0 block at `p` as unsigned bytes `q + 8` (0..15).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn prep_q4_0(p: *const u8) -> (__m256i, __m256i) {
+    let u = nibbles_32(p.add(2));
+    (u, u)
+}
+
+/// Q5_0 block at `p` as unsigned bytes `q + 16` (0..31).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn prep_q5_0(p: *const u8) -> (__m256i, __m256i) {
+    let qh = u32::from_le_bytes(std::ptr::read_unaligned(p.add(2) as *const [u8; 4]));
+    let high = _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10));
+    let u = _mm256_or_si256(nibbles_32(p.add(6)), high);
+    (u, u)
+}
+
+/// Q8_0 block at `p` as unsigned bytes `q + 128` (for `vpdpbusd`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn prep_q8_0_offset(p: *const u8) -> (__m256i, __m256i) {
+    let u = _mm256_xor_si256(load256(p.add(2)), _mm256_set1_epi8(0x80u8 as i8));
+    (u, u)
+}
+
+/// Q8_0 block at `p` as (|q|, q) for the sign trick (`vpmaddubsw` would saturate on `q + 128`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn prep_q8_0_sign(p: *const u8) -> (__m256i, __m256i) {
+    let q = load256(p.add(2));
+    (_mm256_sign_epi8(q, q), q)
+}
+
+/// `-OFF · (sums of 4 consecutive activation bytes)`, the offset correction, VNNI flavour.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn corr_vnni<const OFF: u8>(a: __m256i) -> __m256i {
+    let s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(OFF as i8), a);
+    _mm256_sub_epi32(_mm256_setzero_si256(), s)
+}
+
+/// The same with `vpmaddubsw` (`OFF · 127 · 2` fits in i16 for OFF ≤ 16).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn corr_avx2<const OFF: u8>(a: __m256i) -> __m256i {
+    let s = _mm256_maddubs_epi16(_mm256_set1_epi8(OFF as i8), a);
+    _mm256_sub_epi32(
+        _mm256_setzero_si256(),
+        _mm256_madd_epi16(s, _mm256_set1_epi16(1)),
+    )
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn corr_none(_a: __m256i) -> __m256i {
+    _mm256_setzero_si256()
+}
+
+/// i32 lanes of `corr + Σ u · a` (groups of 4), VNNI.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn pair_vnni(u: (__m256i, __m256i), a: __m256i, corr: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(corr, u.0, a)
+}
+
+/// The same with `vpmaddubsw` + `vpmaddwd` (u < 128 and small enough not to saturate).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pair_avx2(u: (__m256i, __m256i), a: __m256i, corr: __m256i) -> __m256i {
+    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(u.0, a), _mm256_set1_epi16(1));
+    _mm256_add_epi32(p, corr)
+}
+
+/// Sign trick: `|q| · (a · sign q)`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pair_avx2_sign(u: (__m256i, __m256i), a: __m256i, _corr: __m256i) -> __m256i {
+    let s = _mm256_sign_epi8(a, u.1);
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u.0, s), _mm256_set1_epi16(1))
+}
+
+/// How far ahead (bytes) the tile kernels prefetch each weight row.
+const PREFETCH: usize = 4096;
+
+/// A tile kernel for a 32-element format against Q8_0: `$prep` unpacks a weight block to bytes,
+/// `$corr` gives the per-activation-block offset correction and `$pair` the integer dot.
+macro_rules! legacy_tile {
+    ($tile:ident, $feat:literal, $bs:expr, $prep:ident, $corr:expr, $pair:ident) => {
+        #[inline]
+        #[target_feature(enable = $feat)]
+        unsafe fn $tile<const R: usize, const T: usize>(
+            nb: usize,
+            w: *const u8,
+            wrb: usize,
+            a: *const u8,
+            arb: usize,
+            out: *mut f32,
+            ostride: usize,
+        ) {
+            let mut acc = [[_mm256_setzero_ps(); T]; R];
+            for b in 0..nb {
+                let mut u = [(_mm256_setzero_si256(), _mm256_setzero_si256()); R];
+                let mut dw = [_mm256_setzero_ps(); R];
+                for r in 0..R {
+                    let p = w.add(r * wrb + b * $bs);
+                    // The R rows are R interleaved streams; the hardware prefetcher alone leaves
+                    // them waiting on DRAM when the weights do not fit in cache (decode).
+                    _mm_prefetch::<_MM_HINT_T0>(p.add(PREFETCH) as *const i8);
+                    u[r] = $prep(p);
+                    dw[r] = _mm256_broadcastss_ps(load_f16x4(p));
+                }
+                for t in 0..T {
+                    let p = a.add(t * arb + b * size_of::<BlockQ8_0>());
+                    let av = load256(p.add(2));
+                    let da = _mm256_broadcastss_ps(load_f16x4(p));
+                    let corr = $corr(av);
+                    for r in 0..R {
+                        let v = $pair(u[r], av, corr);
+                        acc[r][t] = _mm256_fmadd_ps(
+                            _mm256_cvtepi32_ps(v),
+                            _mm256_mul_ps(dw[r], da),
+                            acc[r][t],
+                        );
+                    }
+                }
+            }
+            for r in 0..R {
+                for t in 0..T {
+                    *out.add(t * ostride + r) = hsum_ps(acc[r][t]);
+                }
+            }
+        }
+    };
+}
+
+legacy_tile!(
+    tile_q4_0_vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    18,
+    prep_q4_0,
+    corr_vnni::<8>,
+    pair_vnni
+);
+legacy_tile!(
+    tile_q5_0_vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    22,
+    prep_q5_0,
+    corr_vnni::<16>,
+    pair_vnni
+);
+legacy_tile!(
+    tile_q8_0_vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    34,
+    prep_q8_0_offset,
+    corr_vnni::<128>,
+    pair_vnni
+);
+legacy_tile!(
+    tile_q4_0_avx2,
+    "avx2,fma,f16c",
+    18,
+    prep_q4_0,
+    corr_avx2::<8>,
+    pair_avx2
+);
+legacy_tile!(
+    tile_q5_0_avx2,
+    "avx2,fma,f16c",
+    22,
+    prep_q5_0,
+    corr_avx2::<16>,
+    pair_avx2
+);
+legacy_tile!(
+    tile_q8_0_avx2,
+    "avx2,fma,f16c",
+    34,
+    prep_q8_0_sign,
+    corr_none,
+    pair_avx2_sign
+);
+
+tile_driver!(gemm_q4_0_vnni, tile_q4_0_vnni, 18, 32, 34, 32, 4, 4);
+tile_driver!(gemm_q5_0_vnni, tile_q5_0_vnni, 22, 32, 34, 32, 4, 4);
+tile_driver!(gemm_q8_0_vnni, tile_q8_0_vnni, 34, 32, 34, 32, 4, 4);
+tile_driver!(gemm_q4_0_avx2, tile_q4_0_avx2, 18, 32, 34, 32, 4, 2);
+tile_driver!(gemm_q5_0_avx2, tile_q5_0_avx2, 22, 32, 34, 32, 4, 2);
+tile_driver!(gemm_q8_0_avx2, tile_q8_0_avx2, 34, 32, 34, 32, 4, 2);
