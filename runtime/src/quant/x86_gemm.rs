@@ -119,27 +119,68 @@ macro_rules! dispatch_tile {
     };
 }
 
+/// A tile kernel dispatched on its runtime shape: `(rr, tt, nb, w, w_row_bytes, a, a_row_bytes,
+/// out, out_stride)`.
+type TileFn = unsafe fn(usize, usize, usize, *const u8, usize, *const u8, usize, *mut f32, usize);
+/// Unpacks `n` consecutive weight blocks at `src` into Q8_0-shaped blocks (f16 scale + 32 unsigned
+/// bytes) at `dst`.
+type UnpackFn = unsafe fn(src: *const u8, n: usize, dst: *mut u8);
+
+/// A [`TileFn`] for the const-generic tile kernel `$tile`.
+macro_rules! dispatcher {
+    ($name:ident, $tile:ident) => {
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $name(
+            rr: usize,
+            tt: usize,
+            nb: usize,
+            w: *const u8,
+            wrb: usize,
+            a: *const u8,
+            arb: usize,
+            o: *mut f32,
+            os: usize,
+        ) {
+            dispatch_tile!($tile, rr, tt, nb, w, wrb, a, arb, o, os)
+        }
+    };
+}
+
 /// Sweeps `rows × n_tokens` in tiles of at most `$rmax × $tmax`, rows outer (the tile's weight rows
-/// stay in L1 while every token streams by).
-macro_rules! tile_driver {
-    ($gemm:ident, $tile:ident, $wbs:expr, $wn:expr, $abs:expr, $an:expr, $rmax:literal, $tmax:literal) => {
+/// stay in L1 while every token streams by). With `$prep = Some((unpack, tile))` and more than one
+/// token tile, each row tile is first unpacked into Q8_0-shaped blocks of unsigned bytes and `tile`
+/// runs on those, so the unpacking is not repeated for every token tile.
+macro_rules! driver {
+    ($gemm:ident, $tile:ident, $wbs:expr, $rmax:literal, $tmax:literal, $prep:expr) => {
         fn $gemm(n: usize, w: &[u8], rows: usize, a: &[u8], n_tokens: usize, out: &mut [f32]) {
-            let nb = n / $wn;
-            let (wrb, arb) = (nb * $wbs, n / $an * $abs);
+            dispatcher!(raw_tile, $tile);
+            let nb = n / QK;
+            let (wrb, arb) = (nb * $wbs, nb * size_of::<BlockQ8_0>());
             assert!(
-                n % $wn == 0
-                    && n % $an == 0
+                n % QK == 0
                     && w.len() >= rows * wrb
                     && a.len() >= n_tokens * arb
                     && out.len() >= rows * n_tokens,
                 "gemm: bad sizes"
             );
             let (wp, ap, op) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
+            // Unpacked rows of the current row tile (Q8_0-shaped blocks), when worth it.
+            let prep: Option<(UnpackFn, TileFn)> = $prep;
+            let mut buf = match prep {
+                Some(_) if n_tokens > $tmax => vec![0u8; $rmax * arb],
+                _ => Vec::new(),
+            };
             let mut r0 = 0;
             while r0 < rows {
                 // One token (decode) is bound by DRAM bandwidth: single-row tiles stream each row
                 // sequentially, which measured faster than interleaving several rows.
                 let rr = (rows - r0).min(if n_tokens == 1 { 1 } else { $rmax });
+                // SAFETY: r0 < rows, in bounds of w.
+                let w_tile = unsafe { wp.add(r0 * wrb) };
+                if let (false, Some((unpack, _))) = (buf.is_empty(), prep) {
+                    // SAFETY: rr rows of nb blocks are in bounds of w (assert) and of buf.
+                    unsafe { unpack(w_tile, rr * nb, buf.as_mut_ptr()) };
+                }
                 let mut t0 = 0;
                 while t0 < n_tokens {
                     let tt = (n_tokens - t0).min($tmax);
@@ -147,9 +188,13 @@ macro_rules! tile_driver {
                     // its CPU features; the tile reads rows r0..r0 + rr and tokens t0..t0 + tt and
                     // writes out[t * rows + r] for those, all in bounds by the assert above.
                     unsafe {
-                        let (w, a, o) =
-                            (wp.add(r0 * wrb), ap.add(t0 * arb), op.add(t0 * rows + r0));
-                        dispatch_tile!($tile, rr, tt, nb, w, wrb, a, arb, o, rows);
+                        let (a, o) = (ap.add(t0 * arb), op.add(t0 * rows + r0));
+                        match prep {
+                            Some((_, ptile)) if !buf.is_empty() => {
+                                ptile(rr, tt, nb, buf.as_ptr(), arb, a, arb, o, rows)
+                            }
+                            _ => raw_tile(rr, tt, nb, w_tile, wrb, a, arb, o, rows),
+                        }
                     }
                     t0 += tt;
                 }
@@ -359,9 +404,116 @@ legacy_tile!(
     pair_avx2_sign
 );
 
-tile_driver!(gemm_q4_0_vnni, tile_q4_0_vnni, 18, 32, 34, 32, 4, 4);
-tile_driver!(gemm_q5_0_vnni, tile_q5_0_vnni, 22, 32, 34, 32, 4, 4);
-tile_driver!(gemm_q8_0_vnni, tile_q8_0_vnni, 34, 32, 34, 32, 4, 4);
-tile_driver!(gemm_q4_0_avx2, tile_q4_0_avx2, 18, 32, 34, 32, 4, 2);
-tile_driver!(gemm_q5_0_avx2, tile_q5_0_avx2, 22, 32, 34, 32, 4, 2);
-tile_driver!(gemm_q8_0_avx2, tile_q8_0_avx2, 34, 32, 34, 32, 4, 2);
+/// Unpacks with `$prep` (see [`UnpackFn`]).
+macro_rules! unpacker {
+    ($name:ident, $bs:expr, $prep:ident) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $name(src: *const u8, n: usize, dst: *mut u8) {
+            for i in 0..n {
+                let (p, d) = (src.add(i * $bs), dst.add(i * size_of::<BlockQ8_0>()));
+                std::ptr::copy_nonoverlapping(p, d, 2);
+                _mm256_storeu_si256(d.add(2) as *mut __m256i, $prep(p).0);
+            }
+        }
+    };
+}
+
+unpacker!(unpack_q4_0, 18, prep_q4_0);
+unpacker!(unpack_q5_0, 22, prep_q5_0);
+unpacker!(unpack_q8_0_offset, 34, prep_q8_0_offset);
+
+/// An unpacked block: its bytes are already the unsigned values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn prep_unpacked(p: *const u8) -> (__m256i, __m256i) {
+    let u = load256(p.add(2));
+    (u, u)
+}
+
+legacy_tile!(
+    tile_u8_off8_vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    34,
+    prep_unpacked,
+    corr_vnni::<8>,
+    pair_vnni
+);
+legacy_tile!(
+    tile_u8_off16_vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    34,
+    prep_unpacked,
+    corr_vnni::<16>,
+    pair_vnni
+);
+legacy_tile!(
+    tile_u8_off128_vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    34,
+    prep_unpacked,
+    corr_vnni::<128>,
+    pair_vnni
+);
+legacy_tile!(
+    tile_u8_off8_avx2,
+    "avx2,fma,f16c",
+    34,
+    prep_unpacked,
+    corr_avx2::<8>,
+    pair_avx2
+);
+legacy_tile!(
+    tile_u8_off16_avx2,
+    "avx2,fma,f16c",
+    34,
+    prep_unpacked,
+    corr_avx2::<16>,
+    pair_avx2
+);
+dispatcher!(u8_off8_vnni, tile_u8_off8_vnni);
+dispatcher!(u8_off16_vnni, tile_u8_off16_vnni);
+dispatcher!(u8_off128_vnni, tile_u8_off128_vnni);
+dispatcher!(u8_off8_avx2, tile_u8_off8_avx2);
+dispatcher!(u8_off16_avx2, tile_u8_off16_avx2);
+
+driver!(
+    gemm_q4_0_vnni,
+    tile_q4_0_vnni,
+    18,
+    4,
+    4,
+    Some((unpack_q4_0, u8_off8_vnni))
+);
+driver!(
+    gemm_q5_0_vnni,
+    tile_q5_0_vnni,
+    22,
+    4,
+    4,
+    Some((unpack_q5_0, u8_off16_vnni))
+);
+driver!(
+    gemm_q8_0_vnni,
+    tile_q8_0_vnni,
+    34,
+    4,
+    4,
+    Some((unpack_q8_0_offset, u8_off128_vnni))
+);
+driver!(
+    gemm_q4_0_avx2,
+    tile_q4_0_avx2,
+    18,
+    4,
+    2,
+    Some((unpack_q4_0, u8_off8_avx2))
+);
+driver!(
+    gemm_q5_0_avx2,
+    tile_q5_0_avx2,
+    22,
+    4,
+    2,
+    Some((unpack_q5_0, u8_off16_avx2))
+);
+driver!(gemm_q8_0_avx2, tile_q8_0_avx2, 34, 4, 2, None);
