@@ -82,9 +82,25 @@ kernel_table!(
     BlockQ8_0,
     Some(super::x86_gemm::AVX2_Q8_0)
 );
-kernel_table!(Q4_K, Q4_K, Q8_K, quantize_q8_k, vec_dot_q4_k, BlockQ4K);
+kernel_table!(
+    Q4_K,
+    Q4_K,
+    Q8_K,
+    quantize_q8_k,
+    vec_dot_q4_k,
+    BlockQ4K,
+    Some(super::x86_gemm::AVX2_Q4_K)
+);
 kernel_table!(Q5_K, Q5_K, Q8_K, quantize_q8_k, vec_dot_q5_k, BlockQ5K);
-kernel_table!(Q6_K, Q6_K, Q8_K, quantize_q8_k, vec_dot_q6_k, BlockQ6K);
+kernel_table!(
+    Q6_K,
+    Q6_K,
+    Q8_K,
+    quantize_q8_k,
+    vec_dot_q6_k,
+    BlockQ6K,
+    Some(super::x86_gemm::AVX2_Q6_K)
+);
 
 /// Safe byte-level wrapper around an AVX2 `vec_dot` kernel over block slices.
 macro_rules! dot_wrapper {

@@ -177,6 +177,9 @@ proptest! {
         let (_, mag) = dot_f64(&dequantized(t, &w, n), &dequantized(slow.vec_dot_type, &a, n));
         let s = (slow.vec_dot)(n, &w, &a) as f64;
         let f = (fast.vec_dot)(n, &w, &a) as f64;
+        // Scales near the f16 limit (Q4_1 with wexp = 12) can overflow to inf, where summation
+        // order decides between inf and NaN; nothing to compare there.
+        prop_assume!(s.is_finite());
         // Integer paths differ only in float summation order; float types accumulate in f32.
         let rel = match t { GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1e-5, _ => 2e-6 };
         prop_assert!((s - f).abs() <= rel * mag + 1e-35, "{} n={}: simd {} scalar {}", t, n, f, s);

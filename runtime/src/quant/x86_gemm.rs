@@ -17,8 +17,9 @@
 #![allow(clippy::incompatible_msrv)]
 
 use super::avx2::{
-    bytes_from_bits, hsum_ps, load128, load256, load_f16x4, quantize_q8_0, vec_dot_q4_0,
-    vec_dot_q5_0, vec_dot_q8_0,
+    broadcast_i16_mask, bytes_from_bits, hsum_ps, hsum_ps128, load128, load256, load_f16x4,
+    quantize_q8_0, quantize_q8_k, vec_dot_q4_0, vec_dot_q4_k, vec_dot_q5_0, vec_dot_q6_k,
+    vec_dot_q8_0,
 };
 use super::blocks::*;
 use super::reference::dequantize_bytes;
@@ -33,12 +34,17 @@ pub fn vnni_table(t: GgmlType) -> Option<&'static TypeKernels> {
         T::Q4_0 => &VNNI_Q4_0,
         T::Q5_0 => &VNNI_Q5_0,
         T::Q8_0 => &VNNI_Q8_0,
+        T::Q4_K => &WIDE_Q4_K,
+        T::Q6_K => &WIDE_Q6_K,
         _ => return None,
     })
 }
 
 macro_rules! vnni_table {
     ($name:ident, $t:ident, $vt:ident, $quant:expr, $dot:ident, $W:ty, $gemm:ident) => {
+        vnni_table!($name, $t, $vt, $quant, $dot, $W, $gemm, "avx512vnni");
+    };
+    ($name:ident, $t:ident, $vt:ident, $quant:expr, $dot:ident, $W:ty, $gemm:ident, $isa:literal) => {
         static $name: TypeKernels = TypeKernels {
             weight_type: GgmlType::$t,
             vec_dot_type: GgmlType::$vt,
@@ -46,7 +52,7 @@ macro_rules! vnni_table {
             vec_dot: $dot,
             dequantize: dequantize_bytes::<$W>,
             gemm: Some(Gemm {
-                isa: "avx512vnni",
+                isa: $isa,
                 run: $gemm,
             }),
         };
@@ -79,6 +85,27 @@ vnni_table!(
     vec_dot_q8_0,
     BlockQ8_0,
     gemm_q8_0_vnni
+);
+
+vnni_table!(
+    WIDE_Q4_K,
+    Q4_K,
+    Q8_K,
+    quantize_q8_k,
+    vec_dot_q4_k,
+    BlockQ4K,
+    gemm_q4_k_wide,
+    "avx512vl"
+);
+vnni_table!(
+    WIDE_Q6_K,
+    Q6_K,
+    Q8_K,
+    quantize_q8_k,
+    vec_dot_q6_k,
+    BlockQ6K,
+    gemm_q6_k_wide,
+    "avx512vl"
 );
 
 pub(super) const AVX2_Q4_0: Gemm = Gemm {
@@ -517,3 +544,205 @@ driver!(
     Some((unpack_q5_0, u8_off16_avx2))
 );
 driver!(gemm_q8_0_avx2, tile_q8_0_avx2, 34, 4, 2, None);
+
+// ---------------------------------------------------------------------------------------------
+// k-quants against Q8_K: one weight row × up to 4 tokens per tile. Each super-block is unpacked
+// (values and sub-block scales) once into registers and dotted with every token's block.
+
+/// Q8_K block layout: `d: f32` at 0, `qs` at 4, `bsums` at 260.
+const Q8K_QS: usize = 4;
+const Q8K_BSUMS: usize = 4 + QK_K;
+
+macro_rules! k_tiles {
+    ($q4k:ident, $q6k:ident, $feat:literal) => {
+        #[target_feature(enable = $feat)]
+        unsafe fn $q4k<const T: usize>(
+            nb: usize,
+            w: *const u8,
+            a: *const u8,
+            arb: usize,
+        ) -> [f32; T] {
+            let m4 = _mm256_set1_epi8(0xF);
+            let mut acc = [_mm256_setzero_ps(); T];
+            let mut acc_m = [_mm_setzero_ps(); T];
+            for b in 0..nb {
+                let x = w.add(b * size_of::<BlockQ4K>());
+                _mm_prefetch::<_MM_HINT_T0>(x.add(PREFETCH) as *const i8);
+                let dd = load_f16x4(x); // [d, dmin, ..]
+                let sc_bytes = std::ptr::read_unaligned(x.add(4) as *const [u8; 12]);
+                let (sc, mn) = unpack_scales_mins_k4(&sc_bytes);
+                let scales =
+                    _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi64x(0, sc as i64)));
+                let mins = _mm_cvtepu8_epi16(_mm_set_epi64x(0, mn as i64));
+                let mut q = [_mm256_setzero_si256(); 8];
+                let mut s = [_mm256_setzero_si256(); 8];
+                for j in 0..4 {
+                    let q4 = load256(x.add(16 + 32 * j));
+                    q[2 * j] = _mm256_and_si256(q4, m4);
+                    q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                    s[2 * j] = _mm256_shuffle_epi8(scales, broadcast_i16_mask(2 * j as i32));
+                    s[2 * j + 1] =
+                        _mm256_shuffle_epi8(scales, broadcast_i16_mask(2 * j as i32 + 1));
+                }
+                for t in 0..T {
+                    let y = a.add(t * arb + b * size_of::<BlockQ8K>());
+                    let yd = _mm_set1_ps(std::ptr::read_unaligned(y as *const f32));
+                    let mut sumi = _mm256_setzero_si256();
+                    for k in 0..8 {
+                        let q8 = load256(y.add(Q8K_QS + 32 * k));
+                        let p = _mm256_madd_epi16(s[k], _mm256_maddubs_epi16(q[k], q8));
+                        sumi = _mm256_add_epi32(sumi, p);
+                    }
+                    let ddy = _mm_mul_ps(dd, yd);
+                    acc[t] = _mm256_fmadd_ps(
+                        _mm256_broadcastss_ps(ddy),
+                        _mm256_cvtepi32_ps(sumi),
+                        acc[t],
+                    );
+                    let bs = load256(y.add(Q8K_BSUMS));
+                    let q8s =
+                        _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+                    let prod = _mm_cvtepi32_ps(_mm_madd_epi16(mins, q8s));
+                    let dmin = _mm_shuffle_ps(ddy, ddy, 0x55);
+                    acc_m[t] = _mm_fnmadd_ps(dmin, prod, acc_m[t]);
+                }
+            }
+            let mut out = [0f32; T];
+            for t in 0..T {
+                out[t] = hsum_ps(acc[t]) + hsum_ps128(acc_m[t]);
+            }
+            out
+        }
+
+        #[target_feature(enable = $feat)]
+        unsafe fn $q6k<const T: usize>(
+            nb: usize,
+            w: *const u8,
+            a: *const u8,
+            arb: usize,
+        ) -> [f32; T] {
+            let m4 = _mm256_set1_epi8(0xF);
+            let m2 = _mm256_set1_epi8(3);
+            let mut acc = [_mm256_setzero_ps(); T];
+            for b in 0..nb {
+                let x = w.add(b * size_of::<BlockQ6K>());
+                _mm_prefetch::<_MM_HINT_T0>(x.add(PREFETCH) as *const i8);
+                let dv = load_f16x4(x.add(202)); // d is lane 3
+                let d = _mm_shuffle_ps(dv, dv, 0xFF);
+                let sc8 = load128(x.add(192));
+                let sc16 = _mm256_cvtepi8_epi16(sc8);
+                let mut q = [_mm256_setzero_si256(); 8];
+                let mut s = [_mm256_setzero_si256(); 8];
+                for h in 0..2 {
+                    let ql0 = load256(x.add(64 * h));
+                    let ql1 = load256(x.add(64 * h + 32));
+                    let qh = load256(x.add(128 + 32 * h));
+                    let hi = |sh: i32| match sh {
+                        0 => _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4),
+                        2 => _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4),
+                        4 => _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4),
+                        _ => _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4),
+                    };
+                    q[4 * h] = _mm256_or_si256(_mm256_and_si256(ql0, m4), hi(0));
+                    q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), hi(2));
+                    q[4 * h + 2] =
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), hi(4));
+                    q[4 * h + 3] =
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), hi(6));
+                    for g in 0..4 {
+                        let sidx = (8 * h + 2 * g) as i64;
+                        let mask = _mm_set_epi64x(
+                            (sidx + 1) * 0x0101_0101_0101_0101,
+                            sidx * 0x0101_0101_0101_0101,
+                        );
+                        s[4 * h + g] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, mask));
+                    }
+                }
+                for t in 0..T {
+                    let y = a.add(t * arb + b * size_of::<BlockQ8K>());
+                    let yd = _mm_set1_ps(std::ptr::read_unaligned(y as *const f32));
+                    let mut sumi = _mm256_setzero_si256();
+                    for k in 0..8 {
+                        let q8 = load256(y.add(Q8K_QS + 32 * k));
+                        let p = _mm256_madd_epi16(s[k], _mm256_maddubs_epi16(q[k], q8));
+                        sumi = _mm256_add_epi32(sumi, p);
+                    }
+                    // (q - 32) · q8 summed with the scales: subtract 32 · Σ_s sc_s · bsum_s.
+                    let bs = load256(y.add(Q8K_BSUMS));
+                    let corr = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5);
+                    sumi = _mm256_sub_epi32(sumi, corr);
+                    acc[t] = _mm256_fmadd_ps(
+                        _mm256_broadcastss_ps(_mm_mul_ps(d, yd)),
+                        _mm256_cvtepi32_ps(sumi),
+                        acc[t],
+                    );
+                }
+            }
+            let mut out = [0f32; T];
+            for t in 0..T {
+                out[t] = hsum_ps(acc[t]);
+            }
+            out
+        }
+    };
+}
+
+k_tiles!(tile_q4_k_avx2, tile_q6_k_avx2, "avx2,fma,f16c");
+k_tiles!(
+    tile_q4_k_wide,
+    tile_q6_k_wide,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl"
+);
+
+/// Driver for the k-quant tiles: each row against tokens in groups of 4.
+macro_rules! k_driver {
+    ($gemm:ident, $tile:ident, $W:ty) => {
+        fn $gemm(n: usize, w: &[u8], rows: usize, a: &[u8], n_tokens: usize, out: &mut [f32]) {
+            let nb = n / QK_K;
+            let (wrb, arb) = (nb * size_of::<$W>(), nb * size_of::<BlockQ8K>());
+            assert!(
+                n % QK_K == 0
+                    && w.len() >= rows * wrb
+                    && a.len() >= n_tokens * arb
+                    && out.len() >= rows * n_tokens,
+                "gemm: bad sizes"
+            );
+            for r in 0..rows {
+                let wr = w[r * wrb..].as_ptr();
+                let mut t0 = 0;
+                while t0 < n_tokens {
+                    let tt = (n_tokens - t0).min(4);
+                    let ap = a[t0 * arb..].as_ptr();
+                    // SAFETY: features detected before the table is handed out; row r and tokens
+                    // t0..t0 + tt are in bounds by the assert.
+                    let v: &[f32] = unsafe {
+                        match tt {
+                            4 => &$tile::<4>(nb, wr, ap, arb),
+                            3 => &$tile::<3>(nb, wr, ap, arb),
+                            2 => &$tile::<2>(nb, wr, ap, arb),
+                            _ => &$tile::<1>(nb, wr, ap, arb),
+                        }
+                    };
+                    for (i, &x) in v.iter().enumerate() {
+                        out[(t0 + i) * rows + r] = x;
+                    }
+                    t0 += tt;
+                }
+            }
+        }
+    };
+}
+
+k_driver!(gemm_q4_k_avx2, tile_q4_k_avx2, BlockQ4K);
+k_driver!(gemm_q6_k_avx2, tile_q6_k_avx2, BlockQ6K);
+k_driver!(gemm_q4_k_wide, tile_q4_k_wide, BlockQ4K);
+k_driver!(gemm_q6_k_wide, tile_q6_k_wide, BlockQ6K);
+
+pub(super) const AVX2_Q4_K: Gemm = Gemm {
+    isa: "avx2",
+    run: gemm_q4_k_avx2,
+};
+pub(super) const AVX2_Q6_K: Gemm = Gemm {
+    isa: "avx2",
+    run: gemm_q6_k_avx2,
+};
