@@ -37,7 +37,11 @@ pub fn table(t: GgmlType) -> Option<&'static TypeKernels> {
 
 macro_rules! kernel_table {
     ($name:ident, $t:ident, $vt:ident, $quant:expr, $dot:ident, $W:ty) => {
-        static $name: TypeKernels = TypeKernels {
+        kernel_table!($name, $t, $vt, $quant, $dot, $W, None);
+    };
+    ($name:ident, $t:ident, $vt:ident, $quant:expr, $dot:ident, $W:ty, $gemm:expr) => {
+        pub(super) static $name: TypeKernels = TypeKernels {
+            gemm: $gemm,
             weight_type: GgmlType::$t,
             vec_dot_type: GgmlType::$vt,
             quantize_activation: $quant,
@@ -50,18 +54,58 @@ macro_rules! kernel_table {
 kernel_table!(F32, F32, F32, copy_f32, vec_dot_f32, f32);
 kernel_table!(F16, F16, F32, copy_f32, vec_dot_f16, f16);
 kernel_table!(BF16, BF16, F32, copy_f32, vec_dot_bf16, bf16);
-kernel_table!(Q4_0, Q4_0, Q8_0, quantize_q8_0, vec_dot_q4_0, BlockQ4_0);
+kernel_table!(
+    Q4_0,
+    Q4_0,
+    Q8_0,
+    quantize_q8_0,
+    vec_dot_q4_0,
+    BlockQ4_0,
+    Some(super::x86_gemm::AVX2_Q4_0)
+);
 kernel_table!(Q4_1, Q4_1, Q8_0, quantize_q8_0, vec_dot_q4_1, BlockQ4_1);
-kernel_table!(Q5_0, Q5_0, Q8_0, quantize_q8_0, vec_dot_q5_0, BlockQ5_0);
-kernel_table!(Q8_0, Q8_0, Q8_0, quantize_q8_0, vec_dot_q8_0, BlockQ8_0);
-kernel_table!(Q4_K, Q4_K, Q8_K, quantize_q8_k, vec_dot_q4_k, BlockQ4K);
+kernel_table!(
+    Q5_0,
+    Q5_0,
+    Q8_0,
+    quantize_q8_0,
+    vec_dot_q5_0,
+    BlockQ5_0,
+    Some(super::x86_gemm::AVX2_Q5_0)
+);
+kernel_table!(
+    Q8_0,
+    Q8_0,
+    Q8_0,
+    quantize_q8_0,
+    vec_dot_q8_0,
+    BlockQ8_0,
+    Some(super::x86_gemm::AVX2_Q8_0)
+);
+kernel_table!(
+    Q4_K,
+    Q4_K,
+    Q8_K,
+    quantize_q8_k,
+    vec_dot_q4_k,
+    BlockQ4K,
+    Some(super::x86_gemm::AVX2_Q4_K)
+);
 kernel_table!(Q5_K, Q5_K, Q8_K, quantize_q8_k, vec_dot_q5_k, BlockQ5K);
-kernel_table!(Q6_K, Q6_K, Q8_K, quantize_q8_k, vec_dot_q6_k, BlockQ6K);
+kernel_table!(
+    Q6_K,
+    Q6_K,
+    Q8_K,
+    quantize_q8_k,
+    vec_dot_q6_k,
+    BlockQ6K,
+    Some(super::x86_gemm::AVX2_Q6_K)
+);
 
 /// Safe byte-level wrapper around an AVX2 `vec_dot` kernel over block slices.
 macro_rules! dot_wrapper {
     ($name:ident, $W:ty, $A:ty, $kernel:ident) => {
-        fn $name(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        pub(super) fn $name(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let x = cast_blocks::<$W>(&w[..n / <$W as Format>::N * size_of::<$W>()]);
             let y = cast_blocks::<$A>(&a[..n / <$A as Format>::N * size_of::<$A>()]);
             debug_assert_eq!(x.len() * <$W as Format>::N, y.len() * <$A as Format>::N);
@@ -87,7 +131,7 @@ fn copy_f32(src: &[f32], dst: &mut [u8]) {
     dst[..src.len() * 4].copy_from_slice(bytemuck::cast_slice(src));
 }
 
-fn quantize_q8_0(src: &[f32], dst: &mut [u8]) {
+pub(super) fn quantize_q8_0(src: &[f32], dst: &mut [u8]) {
     let nb = src.len() / QK;
     with_blocks_mut::<BlockQ8_0>(&mut dst[..nb * size_of::<BlockQ8_0>()], |b| {
         // SAFETY: see `dot_wrapper`.
@@ -95,7 +139,7 @@ fn quantize_q8_0(src: &[f32], dst: &mut [u8]) {
     });
 }
 
-fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
+pub(super) fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
     let nb = src.len() / QK_K;
     with_blocks_mut::<BlockQ8K>(&mut dst[..nb * size_of::<BlockQ8K>()], |b| {
         // SAFETY: see `dot_wrapper`.
@@ -119,7 +163,7 @@ unsafe fn f16_to_f32(h: f16) -> f32 {
 /// into a live register, which chains every block onto the accumulator's FMA latency.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load_f16x4(p: *const u8) -> __m128 {
+pub(super) unsafe fn load_f16x4(p: *const u8) -> __m128 {
     // Inline asm because LLVM narrows `_mm_cvtph_ps(_mm_loadl_epi64(p))` back to a `vpinsrw`.
     let r: __m128;
     std::arch::asm!(
@@ -150,7 +194,7 @@ unsafe fn f32_to_f16(x: f32) -> f16 {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum_ps(v: __m256) -> f32 {
+pub(super) unsafe fn hsum_ps(v: __m256) -> f32 {
     hsum_ps128(_mm_add_ps(
         _mm256_castps256_ps128(v),
         _mm256_extractf128_ps(v, 1),
@@ -159,7 +203,7 @@ unsafe fn hsum_ps(v: __m256) -> f32 {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum_ps128(s: __m128) -> f32 {
+pub(super) unsafe fn hsum_ps128(s: __m128) -> f32 {
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
     _mm_cvtss_f32(s)
@@ -176,13 +220,13 @@ unsafe fn hmax_ps(v: __m256) -> f32 {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load256(p: *const u8) -> __m256i {
+pub(super) unsafe fn load256(p: *const u8) -> __m256i {
     _mm256_loadu_si256(p as *const __m256i)
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load128(p: *const u8) -> __m128i {
+pub(super) unsafe fn load128(p: *const u8) -> __m128i {
     _mm_loadu_si128(p as *const __m128i)
 }
 
@@ -207,7 +251,7 @@ unsafe fn dot_u8_i8(x: __m256i, y: __m256i) -> __m256i {
 /// (elements 16-31) in the high lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn unpack_nibbles_32(qs: &[u8; 16]) -> __m256i {
+pub(super) unsafe fn unpack_nibbles_32(qs: &[u8; 16]) -> __m256i {
     let q = load128(qs.as_ptr());
     let m4 = _mm_set1_epi8(0xF);
     let lo = _mm_and_si128(q, m4);
@@ -218,7 +262,7 @@ unsafe fn unpack_nibbles_32(qs: &[u8; 16]) -> __m256i {
 /// 0xFF in byte `j` where bit `j` of `bits` is set, 0 elsewhere.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn bytes_from_bits(bits: u32) -> __m256i {
+pub(super) unsafe fn bytes_from_bits(bits: u32) -> __m256i {
     let v = _mm256_set1_epi32(bits as i32);
     let idx = _mm256_setr_epi8(
         0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, //
@@ -326,7 +370,7 @@ unsafe fn dot_q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
 /// Shuffle mask that broadcasts i16 lane `i` (0..8) of each 128-bit half.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn broadcast_i16_mask(i: i32) -> __m256i {
+pub(super) unsafe fn broadcast_i16_mask(i: i32) -> __m256i {
     _mm256_set1_epi16((((2 * i + 1) << 8) | (2 * i)) as i16)
 }
 

@@ -27,6 +27,8 @@ mod types;
 mod avx2;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "x86_64")]
+mod x86_gemm;
 
 #[cfg(test)]
 mod tests;
@@ -49,6 +51,21 @@ pub struct TypeKernels {
     pub vec_dot: fn(n: usize, weight_row: &[u8], activation_row: &[u8]) -> f32,
     /// Dequantize `dst.len()` elements from raw weight bytes.
     pub dequantize: fn(src: &[u8], dst: &mut [f32]),
+    /// A tiled kernel computing many (row, token) dots per call, when this CPU has one for the type.
+    pub gemm: Option<Gemm>,
+}
+
+/// `out[t * rows + r] = vec_dot(n, w_row(r), a_row(t))` for `r < rows`, `t < n_tokens`: `w` holds
+/// `rows` consecutive weight rows of `n` elements, `a` holds `n_tokens` consecutive activation rows
+/// (vec_dot_type) and `out` at least `rows * n_tokens` values. Unpacked weight blocks are reused
+/// across tokens and activation blocks across rows, with one horizontal sum per output.
+pub type GemmFn = fn(n: usize, w: &[u8], rows: usize, a: &[u8], n_tokens: usize, out: &mut [f32]);
+
+/// A tiled matrix kernel and the instruction set it was built for (for tests and diagnostics).
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm {
+    pub isa: &'static str,
+    pub run: GemmFn,
 }
 
 /// A type without CPU kernels (quantized formats we do not compute with, integer types, ...).
@@ -69,6 +86,8 @@ pub enum SimdLevel {
     Scalar,
     /// x86_64 with AVX2, FMA and F16C.
     Avx2,
+    /// x86_64 with AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI (`vpdpbusd` on 256-bit registers).
+    Avx512Vnni,
     /// aarch64 NEON without the dot-product extension.
     Neon,
     /// aarch64 NEON with `sdot` (`dotprod`).
@@ -89,6 +108,14 @@ fn detect_simd_level() -> SimdLevel {
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
         {
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni")
+                && std::env::var_os("DEEPEDGE_NO_VNNI").is_none()
+            {
+                return SimdLevel::Avx512Vnni;
+            }
             return SimdLevel::Avx2;
         }
     }
@@ -109,6 +136,8 @@ pub fn kernels(t: GgmlType) -> Result<&'static TypeKernels, UnsupportedType> {
         SimdLevel::Scalar => None,
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 => avx2::table(t),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512Vnni => x86_gemm::vnni_table(t).or_else(|| avx2::table(t)),
         #[cfg(target_arch = "aarch64")]
         SimdLevel::Neon => neon::table(t, false),
         #[cfg(target_arch = "aarch64")]

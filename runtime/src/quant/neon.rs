@@ -338,6 +338,7 @@ macro_rules! flavour {
                         quantize_activation: $q,
                         vec_dot: $dot,
                         dequantize: dequantize_bytes::<$W>,
+                        gemm: None,
                     };
                 };
             }
@@ -365,6 +366,7 @@ static F32: TypeKernels = TypeKernels {
     quantize_activation: copy_f32,
     vec_dot: vec_dot_f32,
     dequantize: dequantize_bytes::<f32>,
+    gemm: None,
 };
 static F16: TypeKernels = TypeKernels {
     weight_type: GgmlType::F16,
@@ -372,6 +374,7 @@ static F16: TypeKernels = TypeKernels {
     quantize_activation: copy_f32,
     vec_dot: vec_dot_f16,
     dequantize: dequantize_bytes::<f16>,
+    gemm: None,
 };
 static BF16: TypeKernels = TypeKernels {
     weight_type: GgmlType::BF16,
@@ -379,6 +382,7 @@ static BF16: TypeKernels = TypeKernels {
     quantize_activation: copy_f32,
     vec_dot: vec_dot_bf16,
     dequantize: dequantize_bytes::<bf16>,
+    gemm: None,
 };
 
 fn copy_f32(src: &[f32], dst: &mut [u8]) {

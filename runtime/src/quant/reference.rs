@@ -68,6 +68,7 @@ pub const fn table<W: WeightFormat>() -> TypeKernels {
         quantize_activation: quantize_bytes::<W::Act>,
         vec_dot: vec_dot_bytes::<W>,
         dequantize: dequantize_bytes::<W>,
+        gemm: None,
     }
 }
 

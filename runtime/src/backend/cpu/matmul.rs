@@ -63,11 +63,37 @@ pub fn matmul(
     let acts: &[u8] = buf;
     let row_bytes = w.row_bytes();
 
-    // Enough chunks to balance the threads, few enough to keep per-task overhead small.
+    // Enough chunks to balance the threads, few enough to keep per-task overhead small; a multiple
+    // of 4 rows so the tiled kernels see whole tiles.
     let threads = rayon::current_num_threads().max(1);
-    let rows_per_chunk = (rows / (threads * 8)).clamp(4, 256);
+    let rows_per_chunk = (rows / (threads * 8)).clamp(4, 256).next_multiple_of(4);
     let n_chunks = rows.div_ceil(rows_per_chunk);
     let shared = SharedOut(out.as_mut_ptr());
+    if let Some(gemm) = kernels.gemm {
+        let run = gemm.run;
+        (0..n_chunks).into_par_iter().for_each(move |c| {
+            let shared = shared;
+            let r0 = c * rows_per_chunk;
+            let r1 = (r0 + rows_per_chunk).min(rows);
+            let nr = r1 - r0;
+            let mut local = vec![0f32; nr * n_tokens];
+            run(
+                cols,
+                &weight_data[r0 * row_bytes..r1 * row_bytes],
+                nr,
+                acts,
+                n_tokens,
+                &mut local,
+            );
+            for (t, vals) in local.chunks_exact(nr).enumerate() {
+                // SAFETY: rows r0..r1 of every token are written by this chunk only, in bounds.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(vals.as_ptr(), shared.0.add(t * rows + r0), nr)
+                };
+            }
+        });
+        return Ok(());
+    }
     let vec_dot = kernels.vec_dot;
     let token_block = 16;
     (0..n_chunks).into_par_iter().for_each(move |c| {
