@@ -14,7 +14,6 @@
 
 // The AVX-512 target features and `_mm256_dpbusd_epi32` are stable since Rust 1.89; the workspace
 // `rust-version` (1.88) must be raised to 1.89 for this module (the toolchain here is 1.95).
-#![allow(clippy::incompatible_msrv)]
 
 use super::avx2::{
     broadcast_i16_mask, bytes_from_bits, hsum_ps, hsum_ps128, load128, load256, load_f16x4,
