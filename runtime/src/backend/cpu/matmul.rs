@@ -35,10 +35,7 @@ pub fn matmul(
     out: &mut [f32],
     scratch: &mut MatmulScratch,
 ) -> Result<()> {
-    let kernels = quant::kernels(w.ggml_type).map_err(|_| Error::UnsupportedType {
-        tensor: w.name.clone(),
-        ggml_type: w.ggml_type,
-    })?;
+    let kernels = weight_kernels(w)?;
     let (cols, rows) = (w.cols, w.rows);
     debug_assert_eq!(x.len(), n_tokens * cols);
     debug_assert_eq!(out.len(), n_tokens * rows);
@@ -116,12 +113,17 @@ pub fn matmul(
     Ok(())
 }
 
-/// Dequantizes row `row` of `w` into `out` (`w.cols` elements): an embedding lookup.
-pub fn dequantize_row(w: &Weight, weight_data: &[u8], row: usize, out: &mut [f32]) -> Result<()> {
-    let kernels = quant::kernels(w.ggml_type).map_err(|_| Error::UnsupportedType {
+/// The CPU kernels of a weight's type, or an error naming the tensor.
+fn weight_kernels(w: &Weight) -> Result<&'static quant::TypeKernels> {
+    quant::kernels(w.ggml_type).map_err(|_| Error::UnsupportedType {
         tensor: w.name.clone(),
         ggml_type: w.ggml_type,
-    })?;
+    })
+}
+
+/// Dequantizes row `row` of `w` into `out` (`w.cols` elements): an embedding lookup.
+pub fn dequantize_row(w: &Weight, weight_data: &[u8], row: usize, out: &mut [f32]) -> Result<()> {
+    let kernels = weight_kernels(w)?;
     let rb = w.row_bytes();
     (kernels.dequantize)(&weight_data[row * rb..(row + 1) * rb], out);
     Ok(())
@@ -135,10 +137,7 @@ pub fn vector_f32<'a>(w: &Weight, data: &'a [u8]) -> Result<std::borrow::Cow<'a,
         }
     }
     let mut out = vec![0f32; w.cols * w.rows];
-    let kernels = quant::kernels(w.ggml_type).map_err(|_| Error::UnsupportedType {
-        tensor: w.name.clone(),
-        ggml_type: w.ggml_type,
-    })?;
+    let kernels = weight_kernels(w)?;
     (kernels.dequantize)(data, &mut out);
     Ok(std::borrow::Cow::Owned(out))
 }
