@@ -93,14 +93,19 @@ pub struct ForcedStep {
     pub ours: u32,
     /// Our logit of `expected` minus our logit of `ours` (≤ 0; 0 when they agree).
     pub margin: f32,
+    /// Our logit of `expected` minus our logit of the reference's runner-up, when one was given: compare it
+    /// with the reference's own gap for a continuous measure of agreement.
+    pub gap_to_runner_up: Option<f32>,
 }
 
 /// Feeds `prompt ++ continuation` in one pass and reports, for each continuation token, our top-1
-/// prediction given the reference's own prefix (teacher forcing).
+/// prediction given the reference's own prefix (teacher forcing). `runner_up` optionally holds the
+/// reference's second choice at each step.
 pub fn teacher_forced(
     session: &mut Session,
     prompt: &[u32],
     continuation: &[u32],
+    runner_up: Option<&[u32]>,
 ) -> Result<Vec<ForcedStep>> {
     if prompt.is_empty() {
         return Err(Error::InvalidArgument(
@@ -118,10 +123,15 @@ pub fn teacher_forced(
         .map(|(i, &expected)| {
             let row = &logits[(prompt.len() - 1 + i) * n_vocab..(prompt.len() + i) * n_vocab];
             let ours = argmax(row);
+            let gap_to_runner_up = runner_up
+                .and_then(|r| r.get(i))
+                .and_then(|&other| row.get(other as usize))
+                .map(|&other| row[expected as usize] - other);
             ForcedStep {
                 expected,
                 ours,
                 margin: row[expected as usize] - row[ours as usize],
+                gap_to_runner_up,
             }
         })
         .collect())

@@ -46,6 +46,7 @@ struct GreedyCase {
     name: String,
     prompt: Vec<u32>,
     expected: Vec<u32>,
+    runner_up: Vec<u32>,
     gaps: Vec<f64>,
 }
 
@@ -58,6 +59,7 @@ fn greedy_cases(fx: &serde_json::Value) -> Vec<GreedyCase> {
             name: case["name"].as_str().expect("name").to_string(),
             prompt: ids(&case["prompt_ids"]),
             expected: ids(&case["ids"]),
+            runner_up: ids(&case["top2_ids"]),
             gaps: case["logit_gaps"]
                 .as_array()
                 .expect("gaps")
@@ -89,17 +91,25 @@ fn teacher_forced_agreement(key: &str) {
     // The issue's plain figure: ties (gap < 1e-3) excluded, every other difference counted.
     let mut untied_agree = 0;
     let mut report = Vec::new();
+    // Mean |our gap − llama.cpp's gap| between llama.cpp's top-2 tokens: a continuous measure of how far our
+    // logits are from llama.cpp's, more sensitive than counting flips.
+    let (mut gap_error, mut gap_n) = (0f64, 0usize);
     for GreedyCase {
         name,
         prompt,
         expected,
+        runner_up,
         gaps,
     } in greedy_cases(&fx)
     {
         let name = name.as_str();
-        let steps = teacher_forced(&mut s, &prompt, &expected).expect("forward");
+        let steps = teacher_forced(&mut s, &prompt, &expected, Some(&runner_up)).expect("forward");
         for (i, step) in steps.iter().enumerate() {
             total += 1;
+            if let Some(ours) = step.gap_to_runner_up {
+                gap_error += (ours as f64 - gaps[i]).abs();
+                gap_n += 1;
+            }
             let ok = step.ours == step.expected;
             strict_agree += usize::from(ok);
             if gaps[i] < TIE_GAP {
@@ -121,9 +131,11 @@ fn teacher_forced_agreement(key: &str) {
     let untied_rate = untied_agree as f64 / counted as f64;
     eprintln!(
         "{key}: teacher-forced top-1 agreement {agree}/{counted} = {:.2}% with llama.cpp's noise {noise}; \
-         ties (< {TIE_GAP}) excluded only: {untied_agree}/{counted} = {:.2}%; strict: {strict_agree}/{total}",
+         ties (< {TIE_GAP}) excluded only: {untied_agree}/{counted} = {:.2}%; strict: {strict_agree}/{total}; \
+         mean |top-2 gap difference| {:.4}",
         rate * 100.0,
-        untied_rate * 100.0
+        untied_rate * 100.0,
+        gap_error / gap_n.max(1) as f64
     );
     for line in &report {
         eprintln!("  {line}");
@@ -160,6 +172,7 @@ fn greedy_prefix_matches(key: &str, n: usize, noise: f64) {
         prompt,
         expected,
         gaps,
+        ..
     } in greedy_cases(&fx)
     {
         let name = name.as_str();
