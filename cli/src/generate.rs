@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use deepedge::sample::SamplerParams;
-use deepedge::tokenizer::ChatMessage;
+use deepedge::tokenizer::{ChatMessage, CHATML_TEMPLATE};
 use deepedge::{GenerateParams, Generation};
 use serde_json::json;
 
@@ -225,7 +225,8 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             _ => {}
         }
         messages.push(ChatMessage::new("user", line));
-        let rendered = tokenizer.apply_chat_template(&messages, true)?;
+        let template = tokenizer.chat_template().unwrap_or(CHATML_TEMPLATE);
+        let rendered = tokenizer.render_chat(template, &messages, true)?;
         let ids = tokenizer.encode(&rendered, false, true)?;
         if let Err(e) = session.check_fits(ids.len(), 1) {
             eprintln!("error: {e}");

@@ -106,6 +106,10 @@ enum Model {
     },
 }
 
+/// The ChatML template, which llama.cpp uses for models whose GGUF carries no `tokenizer.chat_template`.
+pub const CHATML_TEMPLATE: &str = "{% for message in messages %}<|im_start|>{{ message.role }}\n\
+{{ message.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
 /// A GGUF model's tokenizer. Cheap to share (`&Tokenizer` is `Sync`).
 pub struct Tokenizer {
     model: Model,
@@ -806,6 +810,17 @@ impl Tokenizer {
             .chat_template
             .as_deref()
             .ok_or(TokenizerError::NoChatTemplate)?;
+        self.render_chat(template, messages, add_generation_prompt)
+    }
+
+    /// Renders `messages` with the given Jinja chat template (e.g. [`CHATML_TEMPLATE`] for a model without
+    /// one, as llama.cpp falls back to), with this model's BOS and EOS texts.
+    pub fn render_chat(
+        &self,
+        template: &str,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let text_of = |id: Option<u32>| id.and_then(|i| self.token_str(i)).unwrap_or("");
         chat::render(
             template,

@@ -389,6 +389,22 @@ fn chat_template_renders_with_hf_conventions() {
         no_template.apply_chat_template(&msgs, true),
         Err(TokenizerError::NoChatTemplate)
     ));
+    // The ChatML fallback, as the format is specified: `<|im_start|>{role}\n{content}<|im_end|>\n` per
+    // message, then `<|im_start|>assistant\n` to prompt an answer.
+    let chatml = no_template
+        .render_chat(
+            CHATML_TEMPLATE,
+            &[
+                ChatMessage::new("system", "be brief"),
+                ChatMessage::new("user", "hi"),
+            ],
+            true,
+        )
+        .unwrap();
+    assert_eq!(
+        chatml,
+        "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    );
 }
 
 #[test]
