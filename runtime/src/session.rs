@@ -117,6 +117,13 @@ impl Session {
     pub fn new_cpu(model: Arc<Model>, options: &SessionOptions) -> Result<Self> {
         let ctx_train = model.hparams.ctx_train;
         let n_ctx = options.n_ctx.unwrap_or(ctx_train.min(DEFAULT_MAX_CTX));
+        if n_ctx > ctx_train {
+            tracing::warn!(
+                n_ctx,
+                ctx_train,
+                "context is longer than the model was trained for; quality may drop"
+            );
+        }
         let backend = CpuBackend::new(
             model,
             &CpuOptions {
