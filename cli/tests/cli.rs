@@ -28,14 +28,14 @@ fn json(o: &Output) -> Value {
     })
 }
 
-/// The default model, or `None` (SKIP) when it is not cached and not required.
-fn qwen() -> Option<String> {
+/// A model file from the cache, or `None` (SKIP) when it is not cached and not required.
+fn cached_model(file: &str) -> Option<String> {
     let cache = std::env::var_os("DEEPEDGE_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/deepedge")
         });
-    let path = cache.join("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    let path = cache.join("models").join(file);
     if path.exists() {
         return Some(path.display().to_string());
     }
@@ -49,6 +49,11 @@ fn qwen() -> Option<String> {
         path.display()
     );
     None
+}
+
+/// The default model.
+fn qwen() -> Option<String> {
+    cached_model("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
 }
 
 #[test]
@@ -255,4 +260,66 @@ fn perplexity_json_shape() {
     assert_eq!(p["chunks"], 2);
     assert!(p["tokens"].as_u64().unwrap() > 1000);
     assert!(p["ppl"].as_f64().unwrap() > 1.0);
+}
+
+#[test]
+fn stop_strings_end_the_text_before_them() {
+    let Some(m) = qwen() else { return };
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "-m",
+            &m,
+            "-p",
+            "def fibonacci(n):",
+            "-n",
+            "24",
+            "--temp",
+            "0",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        json(&deepedge(&args))
+    };
+    let full = run(&[]);
+    let full_text = full["text"].as_str().unwrap();
+    let cut = full_text
+        .find("return")
+        .expect("a fibonacci body returns something");
+    let stopped = run(&["--stop", "return"]);
+    // The text up to (not including) the first stop string, and nothing after it.
+    assert_eq!(stopped["text"].as_str().unwrap(), &full_text[..cut]);
+}
+
+#[test]
+fn chat_reads_turns_from_stdin_and_falls_back_to_chatml() {
+    use std::io::Write;
+    // Gemma-3-270M's GGUF has no chat template.
+    let Some(gemma) = cached_model("gemma-3-270m-q4_k_m.gguf") else {
+        return;
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deepedge"))
+        .args(["chat", "-m", &gemma, "--temp", "0", "-n", "4"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Hello\n/reset\nHi again\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("using ChatML"));
+    // A prompt before each of the three lines and one more before end of input, where chat leaves cleanly.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.matches("> ").count() >= 4, "{stdout}");
+    assert!(stdout.ends_with("> \n"), "{stdout}");
 }
