@@ -186,6 +186,11 @@ impl Session {
     /// Makes the cache hold exactly `ids` and returns the logits requested for the part that had to be
     /// computed. Reuses the longest cached prefix.
     pub fn feed(&mut self, ids: &[u32], request: LogitsRequest) -> Result<Vec<f32>> {
+        self.feed_counted(ids, request).map(|(logits, _)| logits)
+    }
+
+    /// [`Session::feed`], also returning how many tokens had to be computed (not reused from the cache).
+    fn feed_counted(&mut self, ids: &[u32], request: LogitsRequest) -> Result<(Vec<f32>, usize)> {
         self.check_fits(ids.len(), 0)?;
         let mut common = self
             .tokens
@@ -200,7 +205,7 @@ impl Session {
         self.backend.truncate(common);
         let logits = self.backend.forward(&ids[common..], request)?;
         self.tokens.extend_from_slice(&ids[common..]);
-        Ok(logits)
+        Ok((logits, ids.len() - common))
     }
 
     /// Appends `ids` to the cache as they are (no prefix reuse) and returns the requested logits.
@@ -239,19 +244,12 @@ impl Session {
                 "stop strings must not be empty".into(),
             ));
         }
-        self.check_fits(prompt_ids.len(), 0)?;
 
         let mut timings = Timings::default();
         let start = Instant::now();
-        let reused = self
-            .tokens
-            .iter()
-            .zip(prompt_ids)
-            .take_while(|(a, b)| a == b)
-            .count();
-        let mut logits = self.feed(prompt_ids, LogitsRequest::Last)?;
+        let (mut logits, computed) = self.feed_counted(prompt_ids, LogitsRequest::Last)?;
         timings.prefill = start.elapsed();
-        timings.prefill_tokens = prompt_ids.len() - reused.min(prompt_ids.len() - 1);
+        timings.prefill_tokens = computed;
 
         let mut ids = Vec::new();
         let mut decoder = StreamDecoder::new(tokenizer, params.render_special);

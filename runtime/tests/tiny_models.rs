@@ -93,14 +93,9 @@ fn cases(fx: &Value) -> Vec<Case> {
         .collect()
 }
 
+/// Index of the largest logit (the first on ties), as `usize`.
 fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best
+    deepedge::sample::argmax(row) as usize
 }
 
 /// Differences of one run (one way of feeding one sequence) against the reference.

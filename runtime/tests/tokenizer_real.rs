@@ -30,6 +30,18 @@ fn load(key: &str) -> Option<Tokenizer> {
     Some(tok)
 }
 
+/// Encoding `text` and streaming the ids back through a `StreamDecoder` gives `text` again.
+fn assert_stream_round_trip(tok: &Tokenizer, text: &str) {
+    let ids = tok.encode(text, false, false).unwrap();
+    let mut dec = StreamDecoder::new(tok, false);
+    let mut out = String::new();
+    for &id in &ids {
+        out.push_str(&dec.push(id));
+    }
+    out.push_str(&dec.finish());
+    assert_eq!(out, text);
+}
+
 /// Compare every `tokenize` fixture entry; report all mismatches at once.
 fn check_fixture(key: &str) {
     let Some(tok) = load(key) else { return };
@@ -117,15 +129,7 @@ fn qwen_known_facts() {
     assert_eq!(tok.decode(&[151645], false), "");
     assert_eq!(tok.decode(&[151645], true), "<|im_end|>");
     // Round trip through the streaming decoder.
-    let text = "Emoji: 😀🎉 and 中文, tabs\t\tand\nnewlines";
-    let ids = tok.encode(text, false, false).unwrap();
-    let mut dec = StreamDecoder::new(&tok, false);
-    let mut out = String::new();
-    for &id in &ids {
-        out.push_str(&dec.push(id));
-    }
-    out.push_str(&dec.finish());
-    assert_eq!(out, text);
+    assert_stream_round_trip(&tok, "Emoji: 😀🎉 and 中文, tabs\t\tand\nnewlines");
 }
 
 #[test]
@@ -145,15 +149,7 @@ fn gemma_known_facts() {
         "control token with parse_special"
     );
     assert_ne!(tok.encode("<start_of_turn>", false, false).unwrap(), [105]);
-    let text = "Emoji: 😀🎉 and 中文, tabs\t\tand\nnewlines  end";
-    let ids = tok.encode(text, false, false).unwrap();
-    let mut dec = StreamDecoder::new(&tok, false);
-    let mut out = String::new();
-    for &id in &ids {
-        out.push_str(&dec.push(id));
-    }
-    out.push_str(&dec.finish());
-    assert_eq!(out, text);
+    assert_stream_round_trip(&tok, "Emoji: 😀🎉 and 中文, tabs\t\tand\nnewlines  end");
 }
 
 #[test]

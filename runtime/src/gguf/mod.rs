@@ -337,16 +337,6 @@ impl GgufFile {
     pub fn bytes(&self) -> &[u8] {
         &self.storage
     }
-
-    /// Asks the OS to read ahead the given byte range (a hint; errors are ignored).
-    pub fn advise_willneed(&self, range: std::ops::Range<usize>) {
-        #[cfg(unix)]
-        if let Storage::Mapped(m) = &self.storage {
-            let _ = m.advise_range(memmap2::Advice::WillNeed, range.start, range.len());
-        }
-        #[cfg(not(unix))]
-        let _ = range;
-    }
 }
 
 /// What the parser hands back before the indexes are built.
