@@ -42,18 +42,38 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     let memory = match Hparams::from_gguf(&f) {
         Ok(hp) => {
             let ctx = args.ctx.unwrap_or(hp.ctx_train.min(DEFAULT_MAX_CTX));
-            let kv_per_token = hp.n_layer * 2 * hp.kv_dim() * KvType::F16.bytes();
-            json!({
+            let (k_row, v_row) = hp.kv_row_lens();
+            let kv_per_token = hp.n_layer * (k_row + v_row) * KvType::F16.bytes();
+            let mut memory = json!({
                 "architecture": hp.arch.name(),
                 "n_layer": hp.n_layer, "n_embd": hp.n_embd, "n_head": hp.n_head, "n_head_kv": hp.n_head_kv,
                 "head_dim": hp.head_dim, "n_ff": hp.n_ff, "n_vocab": hp.n_vocab, "ctx_train": hp.ctx_train,
+                "attention": if hp.mla.is_some() { "mla (latent KV cache)" } else { "gqa" },
                 "weights_bytes": weights,
                 "kv_type": "f16",
                 "kv_bytes_per_token": kv_per_token,
                 "ctx": ctx,
                 "kv_bytes": kv_per_token * ctx,
                 "total_bytes": weights as usize + kv_per_token * ctx,
-            })
+            });
+            if let Some(m) = &hp.mla {
+                memory["mla"] = json!({
+                    "q_lora_rank": m.q_lora_rank, "kv_lora_rank": m.kv_lora_rank, "qk_nope": m.qk_nope,
+                    "qk_rope": m.qk_rope, "v_head_dim": m.v_head_dim,
+                    // What a cache of expanded per-head keys and values would take instead.
+                    "expanded_kv_bytes_per_token":
+                        hp.n_layer * hp.n_head * (m.qk_nope + m.qk_rope + m.v_head_dim) * KvType::F16.bytes(),
+                });
+            }
+            if let Some(m) = &hp.moe {
+                memory["experts"] = json!({
+                    "n_expert": m.n_expert, "n_expert_used": m.n_expert_used, "n_ff_exp": m.n_ff_exp,
+                    "n_ff_shexp": m.n_ff_shexp, "gating": format!("{:?}", m.gating).to_lowercase(),
+                    "norm_topk": m.norm_topk, "weights_scale": m.weights_scale, "n_group": m.n_group,
+                    "n_group_used": m.n_group_used, "leading_dense_layers": m.leading_dense,
+                });
+            }
+            memory
         }
         Err(e) => json!({ "weights_bytes": weights, "unsupported": e.to_string() }),
     };

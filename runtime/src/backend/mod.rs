@@ -8,6 +8,7 @@ pub mod cpu;
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::model::routing::MoeStats;
 use crate::model::Model;
 
 /// Which rows of logits a forward pass returns.
@@ -42,4 +43,12 @@ pub trait Backend: Send {
 
     /// Appends `tokens` at positions `n_past..`, returning the requested logits (`n_vocab` floats a row).
     fn forward(&mut self, tokens: &[u32], logits: LogitsRequest) -> Result<Vec<f32>>;
+
+    /// Expert utilization since the backend was made or last cleared (MoE models only).
+    fn moe_stats(&self) -> Option<&MoeStats> {
+        None
+    }
+
+    /// Resets the expert utilization counters.
+    fn clear_moe_stats(&mut self) {}
 }

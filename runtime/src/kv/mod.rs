@@ -1,6 +1,8 @@
 //! The key/value cache of a sequence: per layer, one K row and one V row per position.
 //!
-//! Rows are `n_head_kv × head_dim` wide and stored as f32 or f16 (the default, as llama.cpp). The cache is
+//! Rows are `n_head_kv × head_dim` wide and stored as f32 or f16 (the default, as llama.cpp); latent
+//! attention (DeepSeek's MLA) keeps one row of `kv_lora_rank + rope` per position and no V rows, since its
+//! values are read from the latent part of the K row. The cache is
 //! sized once for the context (`--ctx`) and allocated fallibly, so an oversized context is an error, not an
 //! abort. Sliding-window layers keep every position too (llama.cpp's "full SWA cache", which its greedy
 //! output depends on); the window is applied as a mask by the attention.
@@ -92,33 +94,44 @@ pub struct LayerKv {
 pub struct KvCache {
     pub kv_type: KvType,
     pub n_ctx: usize,
-    /// Width of one K or V row.
-    pub row_len: usize,
+    /// Width of one K row.
+    pub k_row_len: usize,
+    /// Width of one V row (0 when values are read from the K row).
+    pub v_row_len: usize,
     pub layers: Vec<LayerKv>,
     /// Positions filled.
     len: usize,
 }
 
 impl KvCache {
-    pub fn new(kv_type: KvType, n_layer: usize, n_ctx: usize, row_len: usize) -> Result<Self> {
-        let plane = n_ctx
-            .checked_mul(row_len)
-            .ok_or_else(|| Error::OutOfMemory {
-                what: "the KV cache".into(),
-                bytes: usize::MAX,
-            })?;
+    pub fn new(
+        kv_type: KvType,
+        n_layer: usize,
+        n_ctx: usize,
+        (k_row_len, v_row_len): (usize, usize),
+    ) -> Result<Self> {
+        let plane = |row_len: usize| {
+            n_ctx
+                .checked_mul(row_len)
+                .ok_or_else(|| Error::OutOfMemory {
+                    what: "the KV cache".into(),
+                    bytes: usize::MAX,
+                })
+        };
+        let (k_plane, v_plane) = (plane(k_row_len)?, plane(v_row_len)?);
         let layers = (0..n_layer)
             .map(|_| {
                 Ok(LayerKv {
-                    k: KvRows::new(kv_type, plane)?,
-                    v: KvRows::new(kv_type, plane)?,
+                    k: KvRows::new(kv_type, k_plane)?,
+                    v: KvRows::new(kv_type, v_plane)?,
                 })
             })
             .collect::<Result<_>>()?;
         Ok(Self {
             kv_type,
             n_ctx,
-            row_len,
+            k_row_len,
+            v_row_len,
             layers,
             len: 0,
         })
@@ -126,7 +139,7 @@ impl KvCache {
 
     /// Bytes per token over all layers (K and V).
     pub fn bytes_per_token(&self) -> usize {
-        self.layers.len() * 2 * self.row_len * self.kv_type.bytes()
+        self.layers.len() * (self.k_row_len + self.v_row_len) * self.kv_type.bytes()
     }
 
     pub fn len(&self) -> usize {

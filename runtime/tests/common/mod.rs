@@ -5,6 +5,8 @@
 //! model fails the test instead of silently passing.
 #![allow(dead_code)]
 
+pub mod tiny;
+
 use std::path::PathBuf;
 
 /// Qwen2.5-Coder-0.5B-Instruct Q4_K_M, the default model.

@@ -141,3 +141,29 @@ pub fn vector_f32<'a>(w: &Weight, data: &'a [u8]) -> Result<std::borrow::Cow<'a,
     (kernels.dequantize)(data, &mut out);
     Ok(std::borrow::Cow::Owned(out))
 }
+
+/// `out = x · W` (the transpose of [`matmul`]'s product): `x` has `n_tokens` rows of `w.rows`, `out` has
+/// `n_tokens` rows of `w.cols`. Each weight row is dequantized once and accumulated into every token.
+/// Used where a file stores a matrix the other way round (DeepSeek's older `attn_kv_b`, whose key half
+/// the absorbed attention needs transposed).
+pub fn matmul_transposed(
+    w: &Weight,
+    weight_data: &[u8],
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    let (cols, rows) = (w.cols, w.rows);
+    debug_assert_eq!(x.len(), n_tokens * rows);
+    debug_assert_eq!(out.len(), n_tokens * cols);
+    let mut row = vec![0f32; cols];
+    out.fill(0.0);
+    for r in 0..rows {
+        dequantize_row(w, weight_data, r, &mut row)?;
+        for (t, o) in out.chunks_exact_mut(cols).enumerate() {
+            let a = x[t * rows + r];
+            o.iter_mut().zip(&row).for_each(|(o, &w)| *o += a * w);
+        }
+    }
+    Ok(())
+}

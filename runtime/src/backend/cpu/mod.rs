@@ -6,6 +6,8 @@
 //! SIMD kernels of [`crate::quant`]; the KV cache is owned here.
 
 pub mod matmul;
+mod mla;
+mod moe;
 pub mod ops;
 
 use std::sync::Arc;
@@ -17,7 +19,8 @@ use self::ops::{add_rows, attention, gated_activation, rms_norm_rows, AttentionS
 use super::{Backend, LogitsRequest};
 use crate::error::{Error, Result};
 use crate::kv::{KvCache, KvType};
-use crate::model::{Attention, Ffn, Model, Weight};
+use crate::model::routing::MoeStats;
+use crate::model::{Activation, Attention, Ffn, Model, Weight};
 
 /// Tokens processed per pass of a long prompt (bounds scratch memory).
 pub const MAX_UBATCH: usize = 512;
@@ -38,6 +41,7 @@ pub struct CpuBackend {
     kv: KvCache,
     scratch: MatmulScratch,
     rope_freqs: Option<Vec<f32>>,
+    moe_stats: MoeStats,
 }
 
 impl CpuBackend {
@@ -59,7 +63,12 @@ impl CpuBackend {
             .build()
             .map_err(|e| Error::InvalidArgument(format!("cannot start {threads} threads: {e}")))?;
         let hp = &model.hparams;
-        let kv = KvCache::new(options.kv_type, hp.n_layer, options.n_ctx, hp.kv_dim())?;
+        let kv = KvCache::new(options.kv_type, hp.n_layer, options.n_ctx, hp.kv_row_lens())?;
+        let moe_stats = MoeStats::new(
+            hp.n_layer,
+            hp.moe.as_ref().map_or(0, |m| m.n_expert),
+            |il| hp.is_moe_layer(il),
+        );
         let rope_freqs = match &model.rope_freqs {
             Some(w) => Some(vector_f32(w, model.data(w))?.into_owned()),
             None => None,
@@ -70,6 +79,7 @@ impl CpuBackend {
             kv,
             scratch: MatmulScratch::default(),
             rope_freqs,
+            moe_stats,
         })
     }
 
@@ -107,6 +117,7 @@ impl CpuBackend {
         let norm = |w: &Weight| vector_f32(w, model.data(w));
         let scratch = &mut self.scratch;
         let kv = &mut self.kv;
+        let moe_stats = &mut self.moe_stats;
 
         let mut h = vec![0f32; n * e];
         let mut ffn_out = vec![0f32; n * e];
@@ -159,17 +170,35 @@ impl CpuBackend {
                     cache.v.write(pos0 * kv_dim, &vs);
                     let mut heads = vec![0f32; n * q_dim];
                     let shape = AttentionShape {
-                        n_head: hp.n_head,
-                        n_head_kv: hp.n_head_kv,
-                        head_dim: hp.head_dim,
-                        scale: hp.attn_scale,
-                        pos0,
                         window: hp.window(il),
+                        ..AttentionShape::gqa(
+                            hp.n_head,
+                            hp.n_head_kv,
+                            hp.head_dim,
+                            hp.attn_scale,
+                            pos0,
+                        )
                     };
                     attention(&qs, &cache.k, &cache.v, &mut heads, &shape);
                     let mut out = vec![0f32; n * e];
                     matmul(o, model.data(o), &heads, n, &mut out, scratch)?;
                     out
+                }
+                Attention::Mla(m) => {
+                    let dims = hp.mla.as_ref().ok_or_else(|| {
+                        Error::Model("latent attention without its hyper-parameters".into())
+                    })?;
+                    mla::mla_attention(
+                        &model,
+                        m,
+                        dims,
+                        &h,
+                        n,
+                        pos0,
+                        &rope_full,
+                        &mut kv.layers[il],
+                        scratch,
+                    )?
                 }
             };
             if let Some(w) = &layer.post_attn_norm {
@@ -186,19 +215,32 @@ impl CpuBackend {
                     up,
                     down,
                     activation,
-                } => {
-                    let mut g = vec![0f32; n * hp.n_ff]; // [n, n_ff]
-                    let mut u = vec![0f32; n * hp.n_ff];
-                    matmul(gate, model.data(gate), &h, n, &mut g, scratch)?;
-                    matmul(up, model.data(up), &h, n, &mut u, scratch)?;
-                    if n > 1 {
-                        g.par_chunks_mut(hp.n_ff)
-                            .zip(u.par_chunks(hp.n_ff))
-                            .for_each(|(g, u)| gated_activation(g, u, *activation));
-                    } else {
-                        gated_activation(&mut g, &u, *activation);
-                    }
-                    matmul(down, model.data(down), &g, n, &mut ffn_out, scratch)?;
+                } => gated_ffn(
+                    &model,
+                    gate,
+                    up,
+                    down,
+                    *activation,
+                    &h,
+                    n,
+                    &mut ffn_out,
+                    scratch,
+                )?,
+                Ffn::Moe(m) => {
+                    let params = hp.moe.as_ref().ok_or_else(|| {
+                        Error::Model("experts without their hyper-parameters".into())
+                    })?;
+                    moe::moe_ffn(
+                        &model,
+                        m,
+                        params,
+                        il,
+                        &h,
+                        n,
+                        &mut ffn_out,
+                        scratch,
+                        moe_stats,
+                    )?
                 }
             }
             if let Some(w) = &layer.post_ffn_norm {
@@ -230,6 +272,34 @@ impl CpuBackend {
     }
 }
 
+/// `out = down(act(gate(x)) · up(x))` for `n` tokens.
+#[allow(clippy::too_many_arguments)]
+fn gated_ffn(
+    model: &Model,
+    gate: &Weight,
+    up: &Weight,
+    down: &Weight,
+    activation: Activation,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<()> {
+    let n_ff = gate.rows;
+    let mut g = vec![0f32; n * n_ff]; // [n, n_ff]
+    let mut u = vec![0f32; n * n_ff];
+    matmul(gate, model.data(gate), x, n, &mut g, scratch)?;
+    matmul(up, model.data(up), x, n, &mut u, scratch)?;
+    if n > 1 {
+        g.par_chunks_mut(n_ff)
+            .zip(u.par_chunks(n_ff))
+            .for_each(|(g, u)| gated_activation(g, u, activation));
+    } else {
+        gated_activation(&mut g, &u, activation);
+    }
+    matmul(down, model.data(down), &g, n, out, scratch)
+}
+
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
         format!(
@@ -257,6 +327,14 @@ impl Backend for CpuBackend {
 
     fn kv_bytes_per_token(&self) -> usize {
         self.kv.bytes_per_token()
+    }
+
+    fn moe_stats(&self) -> Option<&MoeStats> {
+        self.model.hparams.moe.as_ref().map(|_| &self.moe_stats)
+    }
+
+    fn clear_moe_stats(&mut self) {
+        self.moe_stats.clear();
     }
 
     fn forward(&mut self, tokens: &[u32], request: LogitsRequest) -> Result<Vec<f32>> {

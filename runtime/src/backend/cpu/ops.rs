@@ -62,7 +62,9 @@ pub struct RopeTable {
 
 impl RopeTable {
     /// Angles as ggml's rope cache computes them: `theta_i = p · scale · base^(-2i/n) / factor_i`, with the
-    /// power accumulated by repeated multiplication in f32.
+    /// power accumulated by repeated multiplication in f32. With YaRN, dimensions below the correction
+    /// range keep their original frequency, those above it are interpolated, a linear ramp blends the two
+    /// in between, and cos/sin are scaled by the YaRN magnitude.
     pub fn new(
         rope: &Rope,
         positions: impl Iterator<Item = usize>,
@@ -70,15 +72,25 @@ impl RopeTable {
     ) -> Self {
         let half = rope.n_dims / 2;
         let theta_scale = rope.freq_base.powf(-2.0 / rope.n_dims as f32);
+        let yarn = rope.yarn.map(|y| (yarn_corr_dims(rope, &y), y.magnitude));
         let mut cos = Vec::new();
         let mut sin = Vec::new();
         for p in positions {
             let mut theta = p as f32;
             for i in 0..half {
                 let factor = freq_factors.map_or(1.0, |f| f[i]);
-                let t = rope.freq_scale * (theta / factor);
-                cos.push(t.cos());
-                sin.push(t.sin());
+                let extrapolated = theta / factor;
+                let interpolated = rope.freq_scale * extrapolated;
+                let (t, magnitude) = match yarn {
+                    Some(((low, high), magnitude)) => {
+                        let ramp =
+                            1.0 - ((i as f32 - low) / (high - low).max(0.001)).clamp(0.0, 1.0);
+                        (interpolated * (1.0 - ramp) + extrapolated * ramp, magnitude)
+                    }
+                    None => (interpolated, 1.0),
+                };
+                cos.push(t.cos() * magnitude);
+                sin.push(t.sin() * magnitude);
                 theta *= theta_scale;
             }
         }
@@ -107,11 +119,31 @@ impl RopeTable {
     }
 }
 
+/// YaRN's correction range `(low, high)` in dimension pairs (ggml's `ggml_rope_yarn_corr_dims`): pairs
+/// below `low` turn more than `beta_fast` times over the original context and keep their frequency,
+/// pairs above `high` turn fewer than `beta_slow` times and are interpolated.
+fn yarn_corr_dims(rope: &Rope, y: &crate::model::Yarn) -> (f32, f32) {
+    let n = rope.n_dims as f32;
+    let dim = |rotations: f32| {
+        n * (y.n_ctx_orig as f32 / (rotations * 2.0 * std::f32::consts::PI)).ln()
+            / (2.0 * rope.freq_base.ln())
+    };
+    let low = dim(y.beta_fast).floor().max(0.0);
+    let high = dim(y.beta_slow).ceil().min(n - 1.0);
+    (low, high)
+}
+
 /// Shape of an attention call.
 pub struct AttentionShape {
     pub n_head: usize,
     pub n_head_kv: usize,
+    /// Width of a query/key head.
     pub head_dim: usize,
+    /// Width of a value head (of an output head).
+    pub v_dim: usize,
+    /// Elements per position in the K and V planes.
+    pub k_stride: usize,
+    pub v_stride: usize,
     pub scale: f32,
     /// Position of the first query token.
     pub pos0: usize,
@@ -119,14 +151,32 @@ pub struct AttentionShape {
     pub window: Option<usize>,
 }
 
+impl AttentionShape {
+    /// Grouped-query attention over K and V planes of `n_head_kv × head_dim`.
+    pub fn gqa(n_head: usize, n_head_kv: usize, head_dim: usize, scale: f32, pos0: usize) -> Self {
+        Self {
+            n_head,
+            n_head_kv,
+            head_dim,
+            v_dim: head_dim,
+            k_stride: n_head_kv * head_dim,
+            v_stride: n_head_kv * head_dim,
+            scale,
+            pos0,
+            window: None,
+        }
+    }
+}
+
 /// Causal attention of `q` (`[n_tokens][n_head × head_dim]`) over the cached keys and values of positions
-/// `0..pos0 + n_tokens`, writing `out` (same shape as `q`). Parallel over (token, head).
+/// `0..pos0 + n_tokens`, writing `out` (`[n_tokens][n_head × v_dim]`). Values may live in the K plane
+/// (pass it as `v`): latent attention reads them from the first `v_dim` elements of each K row. Parallel
+/// over (token, head).
 pub fn attention(q: &[f32], k: &KvRows, v: &KvRows, out: &mut [f32], s: &AttentionShape) {
     let hd = s.head_dim;
     let group = s.n_head / s.n_head_kv;
-    let kv_row = s.n_head_kv * hd;
-    out.par_chunks_mut(hd).enumerate().for_each_init(
-        || (Vec::<f32>::new(), vec![0f32; hd]),
+    out.par_chunks_mut(s.v_dim).enumerate().for_each_init(
+        || (Vec::<f32>::new(), vec![0f32; s.v_dim]),
         |(scores, acc), (idx, o)| {
             let (t, h) = (idx / s.n_head, idx % s.n_head);
             let p = s.pos0 + t;
@@ -135,8 +185,7 @@ pub fn attention(q: &[f32], k: &KvRows, v: &KvRows, out: &mut [f32], s: &Attenti
             let qh = &q[idx * hd..(idx + 1) * hd];
             scores.clear();
             for j in first..=p {
-                let at = j * kv_row + kvh * hd;
-                scores.push(dot_kv(qh, k, at) * s.scale);
+                scores.push(dot_kv(qh, k, j * s.k_stride + kvh * hd) * s.scale);
             }
             let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f32;
@@ -146,7 +195,7 @@ pub fn attention(q: &[f32], k: &KvRows, v: &KvRows, out: &mut [f32], s: &Attenti
             }
             acc.iter_mut().for_each(|a| *a = 0.0);
             for (j, &w) in (first..=p).zip(scores.iter()) {
-                axpy_kv(acc, w, v, j * kv_row + kvh * hd);
+                axpy_kv(acc, w, v, j * s.v_stride + kvh * s.v_dim);
             }
             let inv = 1.0 / sum;
             o.iter_mut()
@@ -244,6 +293,7 @@ mod tests {
             n_dims: 4,
             freq_base: 10000.0,
             freq_scale: 1.0,
+            yarn: None,
         };
         let table = RopeTable::new(&rope, [3usize].into_iter(), None);
         // NeoX pairs (0,2) with angle 3 and (1,3) with angle 3·10000^(-1/2) = 0.03.
@@ -259,12 +309,8 @@ mod tests {
     #[test]
     fn attention_with_one_key_returns_its_value_and_window_masks() {
         let shape = |pos0, window| AttentionShape {
-            n_head: 2,
-            n_head_kv: 1,
-            head_dim: 2,
-            scale: 1.0,
-            pos0,
             window,
+            ..AttentionShape::gqa(2, 1, 2, 1.0, pos0)
         };
         let k = KvRows::F32(vec![1.0, 0.0, 0.0, 1.0, 5.0, 5.0]);
         let v = KvRows::F32(vec![10.0, 20.0, 30.0, 40.0, 50.0, 60.0]);
