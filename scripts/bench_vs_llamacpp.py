@@ -10,8 +10,14 @@ better. llama.cpp's peak RSS is reported minus
 the Node.js process's own baseline (measured before the model is loaded), which is the stricter comparison
 for deepedge.
 
-Usage: scripts/bench_vs_llamacpp.py [--models qwen,gemma] [-p 128] [-n 64] [-r 3] [-t 2] [--ctx 4096]
-                                    [--rounds 2] [--deepedge target/release/deepedge] [--json]
+`--models moe` is a synthetic Mixture-of-Experts model (qwen2moe layout, 14 layers × 64 experts of Q4_0,
+~3.4 GB, random weights), written once into the cache by `runtime/examples/make_synthetic_moe.rs`; for it
+the table adds page faults while decoding. `--cold` evicts the model file from the page cache before every
+run (posix_fadvise DONTNEED), so the weights come from disk as on a device that has not opened the model
+yet.
+
+Usage: scripts/bench_vs_llamacpp.py [--models qwen,gemma,moe] [-p 128] [-n 64] [-r 3] [-t 2] [--ctx 4096]
+                                    [--rounds 2] [--cold] [--deepedge target/release/deepedge] [--json]
 """
 import argparse
 import json
@@ -25,12 +31,36 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = {
     "qwen": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
     "gemma": "gemma-3-270m-q4_k_m.gguf",
+    "moe": "synthetic-moe-q4_0.gguf",
 }
+SYNTHETIC = {"moe"}
+
+
+def make_synthetic(path):
+    """Writes the synthetic MoE model (cargo builds the generator on first use)."""
+    print(f"writing {path} (once)", file=sys.stderr)
+    subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "deepedge", "--example", "make_synthetic_moe",
+                    "--", str(path)], check=True, cwd=ROOT)
+
+
+def evict(path):
+    """Drops the file's pages from the page cache."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
 
 
 def run_json(cmd):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def dig(row, keys):
+    for k in keys:
+        row = row[k]
+    return row
 
 
 def main():
@@ -42,6 +72,7 @@ def main():
     ap.add_argument("-t", type=int, default=2)
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of (deepedge, llama.cpp)")
+    ap.add_argument("--cold", action="store_true", help="evict the model from the page cache before each run")
     ap.add_argument("--deepedge", default=str(ROOT / "target/release/deepedge"))
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -51,19 +82,29 @@ def main():
     results = {}
     for key in args.models.split(","):
         model = cache / "models" / MODELS[key]
+        if not model.exists() and key in SYNTHETIC:
+            model.parent.mkdir(parents=True, exist_ok=True)
+            make_synthetic(model)
         if not model.exists():
             sys.exit(f"{model} missing: run scripts/fetch-models.sh")
         ours, theirs = [], []
         for _ in range(args.rounds):
+            if args.cold:
+                evict(model)
             ours.append(run_json([args.deepedge, "bench", "-m", str(model), "-p", str(args.p), "-n", str(args.n),
                                   "-r", str(args.r), "-t", str(args.t), "--ctx", str(args.ctx), "--json"]))
+            if args.cold:
+                evict(model)
             theirs.append(run_json(["node", str(ROOT / "tests/reference/bench_llamacpp.mjs"), "-m", str(model),
                                     "-p", str(args.p), "-n", str(args.n), "-r", str(args.r),
                                     "--threads", str(args.t), "--ctx", str(args.ctx)]))
-        med = lambda rows, k: statistics.median(r[k] for r in rows)
+        med = lambda rows, *keys: statistics.median(dig(r, keys) for r in rows)
         o = {k: med(ours, k) for k in ("pp_tps", "tg_tps", "load_s", "peak_rss_mib")}
         t = {k: med(theirs, k) for k in ("pp_tps", "tg_tps", "load_s", "peak_rss_mib")}
         t["baseline_rss_mib"] = med(theirs, "baseline_rss_mib")
+        for side, rows in ((o, ours), (t, theirs)):
+            side["decode_major_faults"] = med(rows, "page_faults", "decode_major")
+            side["decode_minor_faults"] = med(rows, "page_faults", "decode_minor")
         t["model_rss_mib"] = t["peak_rss_mib"] - t["baseline_rss_mib"]
         results[key] = {
             "deepedge": o,
@@ -75,7 +116,7 @@ def main():
                 "load": o["load_s"] / t["load_s"],
             },
             "settings": {"p": args.p, "n": args.n, "r": args.r, "threads": args.t, "ctx": args.ctx,
-                         "rounds": args.rounds},
+                         "rounds": args.rounds, "cold": args.cold},
         }
     if args.json:
         print(json.dumps(results, indent=2))
@@ -88,6 +129,9 @@ def main():
         print(f"| {key} | prompt pp{args.p} (tok/s) | {o['pp_tps']:.1f} | {t['pp_tps']:.1f} | {q['pp']:.2f}× | ≥ 0.5× |")
         print(f"| {key} | peak RSS (MiB) | {o['peak_rss_mib']:.0f} | {t['model_rss_mib']:.0f} | {q['peak_rss']:.2f}× | ≤ 1.15× |")
         print(f"| {key} | load (s) | {o['load_s']:.3f} | {t['load_s']:.3f} | {q['load']:.2f}× | ≤ 1.0× |")
+        if key in SYNTHETIC:
+            print(f"| {key} | page faults while decoding, major / minor | {o['decode_major_faults']:.0f} / "
+                  f"{o['decode_minor_faults']:.0f} | {t['decode_major_faults']:.0f} / {t['decode_minor_faults']:.0f} | | |")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ use clap::Args;
 use deepedge::backend::LogitsRequest;
 use serde_json::json;
 
-use crate::common::{peak_rss_mib, ModelArgs};
+use crate::common::{peak_rss_mib, ModelArgs, PageFaults};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -62,6 +62,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 
     let mut pp = Vec::new();
     let mut tg = Vec::new();
+    let mut decode_faults = PageFaults::default();
     for _ in 0..args.repetitions {
         if args.n_prompt > 0 {
             session.reset();
@@ -71,16 +72,23 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         }
         if args.n_gen > 0 {
             session.reset();
+            let faults_before = PageFaults::now();
             let t = Instant::now();
             for &id in &ids[..args.n_gen] {
                 session.append(&[id], LogitsRequest::Last)?;
             }
             tg.push(args.n_gen as f64 / t.elapsed().as_secs_f64());
+            if let (Some(after), Some(before)) = (PageFaults::now(), faults_before) {
+                let d = after.since(before);
+                decode_faults.minor += d.minor;
+                decode_faults.major += d.major;
+            }
         }
     }
     let pp_tps = median(&mut pp);
     let tg_tps = median(&mut tg);
     let rss = peak_rss_mib();
+    let faults = PageFaults::now();
     if args.json {
         println!(
             "{}",
@@ -89,6 +97,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 "n_prompt": args.n_prompt, "n_gen": args.n_gen, "n_ctx": n_ctx,
                 "backend": session.backend().describe(),
                 "weight_bytes_per_token": session.model().weight_bytes_per_token(),
+                "page_faults": faults.map(|f| json!({
+                    "minor": f.minor, "major": f.major,
+                    "decode_minor": decode_faults.minor, "decode_major": decode_faults.major,
+                })),
             })
         );
     } else {
@@ -102,6 +114,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         }
         if let Some(r) = rss {
             println!("peak RSS     {r:.1} MiB");
+        }
+        if let Some(f) = faults {
+            println!(
+                "page faults  {} major, {} minor ({} major, {} minor while decoding)",
+                f.major, f.minor, decode_faults.major, decode_faults.minor
+            );
         }
     }
     Ok(())

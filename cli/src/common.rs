@@ -121,3 +121,33 @@ pub fn peak_rss_mib() -> Option<f64> {
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
+
+/// Page faults of this process so far (`minor`: served from memory, e.g. the page cache; `major`: read from
+/// disk), where the OS reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageFaults {
+    pub minor: u64,
+    pub major: u64,
+}
+
+impl PageFaults {
+    /// Reads fields 10 (`minflt`) and 12 (`majflt`) of `/proc/self/stat`.
+    pub fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The command name (field 2) is parenthesized and may hold spaces: count fields after it.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        Some(Self {
+            minor: fields.get(7)?.parse().ok()?,
+            major: fields.get(9)?.parse().ok()?,
+        })
+    }
+
+    /// Faults since `earlier`.
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            minor: self.minor.saturating_sub(earlier.minor),
+            major: self.major.saturating_sub(earlier.major),
+        }
+    }
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use deepedge::model::routing::LayerUtilization;
 use deepedge::sample::SamplerParams;
 use deepedge::tokenizer::{ChatMessage, CHATML_TEMPLATE};
 use deepedge::{GenerateParams, Generation};
@@ -89,11 +90,21 @@ pub struct RunArgs {
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     pub json: bool,
+    /// At the end, report how often each expert was chosen per MoE layer (to stderr, or as `moe_stats` in
+    /// the JSON): counts, busiest expert over the mean, and normalized entropy (1 = perfectly even).
+    #[arg(long)]
+    pub moe_stats: bool,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
     let loaded = args.model.load()?;
     let mut session = loaded.session;
+    if args.moe_stats && session.moe_stats().is_none() {
+        bail!(
+            "--moe-stats: {} is a dense model (it has no experts)",
+            args.model.model.display()
+        );
+    }
     let prompt_ids = match (&args.prompt, &args.ids) {
         (Some(text), _) => session.model().tokenizer.encode(text, true, false)?,
         (None, Some(ids)) => ids.0.clone(),
@@ -121,13 +132,27 @@ pub fn run(args: RunArgs) -> Result<()> {
         writeln!(out)?;
         g
     };
-    report(&generation, loaded.load_s, args.json)
+    let utilization = session
+        .moe_stats()
+        .filter(|_| args.moe_stats)
+        .map(|s| s.utilization());
+    report(
+        &generation,
+        loaded.load_s,
+        args.json,
+        utilization.as_deref(),
+    )
 }
 
-fn report(g: &Generation, load_s: f64, json: bool) -> Result<()> {
+fn report(
+    g: &Generation,
+    load_s: f64,
+    json: bool,
+    utilization: Option<&[LayerUtilization]>,
+) -> Result<()> {
     let t = &g.timings;
     if json {
-        let value = json!({
+        let mut value = json!({
             "prompt_ids": g.prompt_ids,
             "ids": g.ids,
             "text": g.text,
@@ -137,8 +162,14 @@ fn report(g: &Generation, load_s: f64, json: bool) -> Result<()> {
                 "decode_tps": t.decode_tps(),
             },
         });
+        if let Some(u) = utilization {
+            value["moe_stats"] = serde_json::to_value(u)?;
+        }
         println!("{value}");
     } else {
+        if let Some(u) = utilization {
+            eprint!("{}", utilization_table(u));
+        }
         tracing::info!(
             load_s,
             prompt_tokens = t.prefill_tokens,
@@ -150,6 +181,25 @@ fn report(g: &Generation, load_s: f64, json: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Expert utilization as a table, one MoE layer a line.
+fn utilization_table(layers: &[LayerUtilization]) -> String {
+    let mut out =
+        String::from("expert utilization (tokens run through the model × experts per token):\n");
+    out.push_str("layer  assignments  max/mean  entropy  counts by expert\n");
+    for l in layers {
+        let counts: Vec<String> = l.counts.iter().map(u64::to_string).collect();
+        out.push_str(&format!(
+            "{:>5}  {:>11}  {:>8.2}  {:>7.3}  {}\n",
+            l.layer,
+            l.assignments,
+            l.max_over_mean,
+            l.normalized_entropy,
+            counts.join(" ")
+        ));
+    }
+    out
 }
 
 /// A flag set by Ctrl-C (SIGINT) while generating: the answer stops, the program does not.

@@ -154,6 +154,17 @@ impl Session {
         self.backend.n_ctx()
     }
 
+    /// How often each expert was chosen, per MoE layer, over every token this session has run (prompt and
+    /// generated); `None` for dense models.
+    pub fn moe_stats(&self) -> Option<&crate::model::routing::MoeStats> {
+        self.backend.moe_stats()
+    }
+
+    /// Restarts the expert counters.
+    pub fn clear_moe_stats(&mut self) {
+        self.backend.clear_moe_stats();
+    }
+
     /// Tokens in the cache.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens

@@ -5,7 +5,8 @@
 //   tg<N>  : N single-token greedy decode steps on a fresh (empty) context, tokens/s
 // Each repetition reloads the model; the reported value is the median over repetitions.
 // Peak RSS is VmHWM of this process at the end; baseline is VmRSS after the native library is
-// loaded but before any model is loaded (node + addon overhead, to subtract if wanted).
+// loaded but before any model is loaded (node + addon overhead, to subtract if wanted). Page faults are
+// the process's (process.resourceUsage()), in all and while decoding.
 //
 // Usage: node bench_llamacpp.mjs -m MODEL [-p 128] [-n 64] [-r 3] [--threads 2] [--ctx 4096]
 //                                [--batch 512] [--swa-full] [--no-mmap]
@@ -69,6 +70,7 @@ function median(xs) {
 function promptTokens(model, n) {
     const text = fs.readFileSync(path.join(HERE, "fixtures", "gpl-3.txt"), "utf8");
     let {ids} = tokenizeDefault(model, text, false);
+    if (ids.length === 0) throw new Error("the model's vocabulary tokenizes the prompt text to nothing");
     while (ids.length < n) ids = ids.concat(ids);
     return ids.slice(0, n);
 }
@@ -80,6 +82,7 @@ async function main() {
     const baselineRss = procStatusMiB("VmRSS");
     const runs = {load_s: [], pp_tps: [], tg_tps: []};
     let batchSize = null, ctxSize = null, threadsUsed = null, flashAttention = null;
+    const decodeFaults = {minor: 0, major: 0};
 
     for (let r = 0; r < args.reps; r++) {
         const t0 = performance.now();
@@ -112,12 +115,16 @@ async function main() {
             // regardless of EOS so that exactly N steps run.
             const greedy = {generateNext: {token: true, options: {temperature: 0}}};
             let input = [[tokens[0], greedy]];
+            const faultsBefore = process.resourceUsage();
             const t2 = performance.now();
             for (let i = 0; i < args.tg; i++) {
                 const res = await sequence.controlledEvaluate(input);
                 input = [[res[0].next.token, greedy]];
             }
             runs.tg_tps.push(args.tg / ((performance.now() - t2) / 1000));
+            const faultsAfter = process.resourceUsage();
+            decodeFaults.minor += faultsAfter.minorPageFault - faultsBefore.minorPageFault;
+            decodeFaults.major += faultsAfter.majorPageFault - faultsBefore.majorPageFault;
         }
 
         await sequence.dispose();
@@ -147,6 +154,12 @@ async function main() {
         peak_rss_mib: round(procStatusMiB("VmHWM"), 1),
         baseline_rss_mib: round(baselineRss, 1),
         node_start_rss_mib: round(nodeStartRss, 1),
+        // Page faults of the whole process (minor: served from memory; major: read from disk), and those
+        // taken while decoding.
+        page_faults: {
+            minor: process.resourceUsage().minorPageFault, major: process.resourceUsage().majorPageFault,
+            decode_minor: decodeFaults.minor, decode_major: decodeFaults.major
+        },
         runs: {
             load_s: runs.load_s.map((x) => round(x, 4)),
             pp_tps: runs.pp_tps.map((x) => round(x, 2)),

@@ -128,6 +128,25 @@ fn tensor_views_are_aligned_and_exact() {
 }
 
 #[test]
+fn streamed_file_is_the_image_and_reads_back() {
+    for alignment in [None, Some(4096)] {
+        let w = with_tensors(alignment);
+        let path = std::env::temp_dir().join(format!(
+            "deepedge-writer-{}-{}.gguf",
+            std::process::id(),
+            alignment.unwrap_or(0)
+        ));
+        w.write_to(&path).unwrap();
+        let written = std::fs::read(&path).unwrap();
+        let f = GgufFile::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(written, w.to_bytes());
+        let b: &[f32] = bytemuck::cast_slice(f.tensor_data(f.tensor("b").unwrap()));
+        assert_eq!(b, &[-1., -2., -3.]);
+    }
+}
+
+#[test]
 fn every_truncation_is_an_error_not_a_panic() {
     let bytes = with_tensors(None).to_bytes();
     let f = GgufFile::from_bytes(&bytes).unwrap();

@@ -1,8 +1,7 @@
 //! A GGUF writer: metadata, tensor table and aligned tensor data, in the layout [`super::GgufFile`] reads.
 //!
-//! Used to build synthetic models and malformed files in tests, and by the re-quantizer. It is not a
-//! streaming writer: tensor data is held in memory until [`GgufWriter::to_bytes`] or
-//! [`GgufWriter::write_to`].
+//! Used to build synthetic models and malformed files in tests and benchmarks. Tensor data is held in
+//! memory until [`GgufWriter::to_bytes`] builds the image or [`GgufWriter::write_to`] streams it to a file.
 
 use super::{Array, Value, DEFAULT_ALIGNMENT, MAGIC};
 use crate::quant::GgmlType;
@@ -130,6 +129,18 @@ impl GgufWriter {
 
     /// The file image and where its sections start.
     pub fn to_bytes_with_layout(&self) -> (Vec<u8>, Layout) {
+        let (mut out, offsets, layout) = self.header();
+        for (t, off) in self.tensors.iter().zip(offsets) {
+            out.resize(layout.data_start + off as usize, 0);
+            out.extend_from_slice(&t.data);
+        }
+        out.resize(layout.end, 0);
+        (out, layout)
+    }
+
+    /// Header, metadata and tensor table up to the (aligned) start of the data section, each tensor's
+    /// offset in the data section, and the layout of the whole file.
+    fn header(&self) -> (Vec<u8>, Vec<u64>, Layout) {
         let alignment = self.alignment();
         let mut out = Vec::new();
         let mut layout = Layout::default();
@@ -161,19 +172,26 @@ impl GgufWriter {
         }
         out.resize(out.len().next_multiple_of(alignment), 0);
         layout.data_start = out.len();
-        for (t, off) in self.tensors.iter().zip(offsets) {
-            out.resize(layout.data_start + off as usize, 0);
-            out.extend_from_slice(&t.data);
-        }
-        if !self.tensors.is_empty() {
-            out.resize(out.len().next_multiple_of(alignment), 0);
-        }
-        layout.end = out.len();
-        (out, layout)
+        // The data section ends aligned (after the last tensor's padding) when there are tensors.
+        layout.end = layout.data_start + offset as usize;
+        (out, offsets, layout)
     }
 
+    /// Writes the file, streaming tensor data instead of building the whole image in memory.
     pub fn write_to(&self, path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
-        std::fs::write(path, self.to_bytes())
+        use std::io::Write;
+        let (header, offsets, layout) = self.header();
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        file.write_all(&header)?;
+        let mut written = header.len();
+        for (t, off) in self.tensors.iter().zip(offsets) {
+            let start = layout.data_start + off as usize;
+            file.write_all(&vec![0; start - written])?;
+            file.write_all(&t.data)?;
+            written = start + t.data.len();
+        }
+        file.write_all(&vec![0; layout.end - written])?;
+        file.flush()
     }
 }
 

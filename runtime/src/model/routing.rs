@@ -93,7 +93,7 @@ pub struct MoeStats {
 }
 
 /// Utilization figures of one MoE layer.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct LayerUtilization {
     pub layer: usize,
     /// Token-to-expert assignments (tokens × experts per token).

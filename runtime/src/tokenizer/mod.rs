@@ -269,6 +269,19 @@ fn leak_key(key: &str) -> &'static str {
         .unwrap_or("tokenizer.ggml.*_token_id")
 }
 
+/// The character byte-level BPE vocabularies use for `byte` (GPT-2's `bytes_to_unicode`): printable
+/// Latin-1 stands for itself, the other 68 bytes map to U+0100.. in order.
+pub fn byte_level_char(byte: u8) -> char {
+    let b = u32::from(byte);
+    let c = match b {
+        33..=126 | 161..=172 | 174..=255 => b,
+        0..=32 => 256 + b,
+        127..=160 => 256 + 33 + (b - 127),
+        _ => 256 + 67, // 173, the soft hyphen
+    };
+    char::from_u32(c).expect("U+0100..U+0143 are chars")
+}
+
 /// The byte a byte-level BPE character stands for (GPT-2's `bytes_to_unicode`, inverted).
 fn byte_level_char_to_byte(c: char) -> Option<u8> {
     let c = c as u32;

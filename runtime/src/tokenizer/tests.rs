@@ -6,16 +6,8 @@ use super::*;
 use crate::gguf::writer::GgufWriter;
 use crate::gguf::Value;
 
-/// The byte-level character for a byte (inverse of `byte_level_char_to_byte`).
-fn bl(b: u8) -> char {
-    (0u32..324)
-        .filter_map(char::from_u32)
-        .find(|&c| byte_level_char_to_byte(c) == Some(b))
-        .unwrap()
-}
-
 fn bl_str(s: &str) -> String {
-    s.bytes().map(bl).collect()
+    s.bytes().map(byte_level_char).collect()
 }
 
 const IM_START: u32 = 256;
@@ -26,7 +18,9 @@ const ENDOFTEXT: u32 = 259;
 /// A byte-level BPE vocabulary: the 256 byte characters, three control tokens, one user-defined token, then
 /// merged tokens for "hello world".
 fn bpe_gguf(model: &str, pre: Option<&str>, extra: impl FnOnce(&mut GgufWriter)) -> GgufFile {
-    let mut tokens: Vec<String> = (0..=255u8).map(|b| bl(b).to_string()).collect();
+    let mut tokens: Vec<String> = (0..=255u8)
+        .map(|b| byte_level_char(b).to_string())
+        .collect();
     let mut types = vec![1i32; 256];
     for (t, ty) in [
         ("<|im_start|>", 3),
@@ -417,6 +411,13 @@ fn byte_level_table_is_a_bijection() {
         }
     }
     assert!(seen.iter().all(|&s| s));
+    for b in 0..=255u8 {
+        assert_eq!(
+            byte_level_char_to_byte(byte_level_char(b)),
+            Some(b),
+            "byte {b}"
+        );
+    }
     assert_eq!(bl_str(" "), "Ġ");
     assert_eq!(bl_str("\n"), "Ċ");
 }
