@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod conversation;
+pub mod embed;
 pub mod error;
 pub mod eval;
 pub mod gguf;
@@ -17,6 +18,7 @@ pub mod session;
 pub mod tokenizer;
 
 pub use conversation::Conversation;
+pub use embed::{ErrorKind, HandleTable, LoadedModel};
 pub use error::{Error, Result};
 pub use model::Model;
 pub use session::{FinishReason, GenerateParams, Generation, Prompt, Session, SessionOptions};

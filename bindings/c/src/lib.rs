@@ -3,7 +3,7 @@
 //!
 //! What it is: models, generation with a streaming callback, chat sessions, tokenize/detokenize and
 //! cancel handles for C, C++, Go, Zig and other native callers. Prompts go through the same library
-//! call as `deepedge run -p` ([`deepedge::Session::complete`]) and sessions through the same
+//! call as `deepedge run -p` ([`deepedge::LoadedModel::complete`]) and sessions through the same
 //! [`deepedge::Conversation`] as `deepedge chat`, so the text is the same for the same arguments.
 //! What it is not: a second implementation of anything — every decision is the library's.
 //!
@@ -11,9 +11,9 @@
 //! omnibus, and SQLite's and libcurl's error conventions):
 //! - every entry point runs inside [`std::panic::catch_unwind`]; a panic becomes
 //!   `DEEPEDGE_ERROR_INTERNAL` with a message, never an unwind into C;
-//! - handles are opaque numbers drawn from a counter and looked up in a registry, never dereferenced:
-//!   NULL, a freed handle, a double free or a handle of the wrong kind is detected, and a handle freed on
-//!   one thread while another uses it stays valid until that call returns;
+//! - handles are opaque numbers looked up in a [`deepedge::HandleTable`], never dereferenced: NULL, a
+//!   freed handle, a double free or a handle of the wrong kind is detected, and a handle freed on one
+//!   thread while another uses it stays valid until that call returns;
 //! - strings and token arrays handed out are recorded, so freeing one twice (or freeing a pointer that
 //!   did not come from here) is ignored rather than corrupting the heap;
 //! - sizes that come from the caller (token counts, stop-string counts) are bounded before anything is
@@ -22,13 +22,13 @@
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use deepedge::sample::SamplerParams;
 use deepedge::{
-    Conversation, Error, FinishReason, GenerateParams, Generation, Model, Prompt, Session,
-    SessionOptions,
+    Conversation, Error, ErrorKind, FinishReason, GenerateParams, Generation, HandleTable,
+    LoadedModel, Prompt, SessionOptions,
 };
 
 /// Major version of the library (semantic versioning).
@@ -172,18 +172,12 @@ impl FfiError {
 
 impl From<Error> for FfiError {
     fn from(e: Error) -> Self {
-        let code = match &e {
-            Error::Gguf(_)
-            | Error::UnsupportedArchitecture(_)
-            | Error::Model(_)
-            | Error::Tensor { .. }
-            | Error::UnsupportedType { .. } => DEEPEDGE_ERROR_LOAD,
-            Error::ContextOverflow { .. } | Error::ContextFull { .. } => DEEPEDGE_ERROR_CONTEXT,
-            Error::OutOfMemory { .. } => DEEPEDGE_ERROR_OUT_OF_MEMORY,
-            Error::InvalidArgument(_) | Error::TokenOutOfRange { .. } => {
-                DEEPEDGE_ERROR_INVALID_ARGUMENT
-            }
-            _ => DEEPEDGE_ERROR_RUNTIME,
+        let code = match e.kind() {
+            ErrorKind::InvalidArgument => DEEPEDGE_ERROR_INVALID_ARGUMENT,
+            ErrorKind::Load => DEEPEDGE_ERROR_LOAD,
+            ErrorKind::Context => DEEPEDGE_ERROR_CONTEXT,
+            ErrorKind::OutOfMemory => DEEPEDGE_ERROR_OUT_OF_MEMORY,
+            ErrorKind::Runtime => DEEPEDGE_ERROR_RUNTIME,
         };
         Self {
             code,
@@ -236,77 +230,22 @@ fn guard_void(body: impl FnOnce()) {
 // ---------------------------------------------------------------------------------------------------
 // Handles: opaque numbers mapped to shared objects.
 
-/// Handle numbers: never reused, never 0, spaced so they look like aligned pointers to debuggers.
-static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(0x10);
-
-/// Live objects of one kind, by handle number.
-struct Registry<T> {
-    live: LazyLock<Mutex<HashMap<usize, Arc<T>>>>,
-    kind: &'static str,
+/// Looks up a C handle in its table.
+fn live<T, H>(table: &HandleTable<T>, handle: *const H) -> FfiResult<Arc<T>> {
+    Ok(table.get(handle as u64)?)
 }
 
-impl<T> Registry<T> {
-    const fn new(kind: &'static str) -> Self {
-        Self {
-            live: LazyLock::new(|| Mutex::new(HashMap::new())),
-            kind,
-        }
-    }
-
-    fn map(&self) -> MutexGuard<'_, HashMap<usize, Arc<T>>> {
-        // The map is only inserted into and removed from; a panic cannot leave it half-changed.
-        self.live.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn insert(&self, value: T) -> usize {
-        let handle = NEXT_HANDLE.fetch_add(0x10, Ordering::Relaxed);
-        self.map().insert(handle, Arc::new(value));
-        handle
-    }
-
-    fn get<H>(&self, handle: *const H) -> FfiResult<Arc<T>> {
-        if handle.is_null() {
-            return Err(FfiError::invalid(format!("the {} is NULL", self.kind)));
-        }
-        self.map().get(&(handle as usize)).cloned().ok_or_else(|| {
-            FfiError::invalid(format!(
-                "{handle:p} is not a live {} (already freed, or another kind of handle)",
-                self.kind
-            ))
-        })
-    }
-
-    fn remove<H>(&self, handle: *const H) -> Option<Arc<T>> {
-        self.map().remove(&(handle as usize))
-    }
-
-    fn len(&self) -> usize {
-        self.map().len()
-    }
+/// Hands a new object to C as an opaque handle.
+fn handle_of<T, H>(table: &HandleTable<T>, value: T) -> *mut H {
+    table.insert(value) as usize as *mut H
 }
 
-/// What a `DeepedgeModel*` stands for: the weights, the options sessions are made with, and the session
-/// the one-shot generate functions use (made on first use, reset before each call).
-struct ModelEntry {
-    model: Arc<Model>,
-    options: SessionOptions,
-    /// The context of every session made from it.
-    n_ctx: usize,
-    oneshot: Mutex<Option<Session>>,
-}
+static MODELS: HandleTable<LoadedModel> = HandleTable::new("DeepedgeModel handle");
+static SESSIONS: HandleTable<Mutex<Conversation>> = HandleTable::new("DeepedgeSession handle");
+static CANCELS: HandleTable<AtomicBool> = HandleTable::new("DeepedgeCancel handle");
 
-impl ModelEntry {
-    fn new_session(&self) -> FfiResult<Session> {
-        Ok(Session::new_cpu(Arc::clone(&self.model), &self.options)?)
-    }
-}
-
-static MODELS: Registry<ModelEntry> = Registry::new("DeepedgeModel handle");
-static SESSIONS: Registry<Mutex<Conversation>> = Registry::new("DeepedgeSession handle");
-static CANCELS: Registry<AtomicBool> = Registry::new("DeepedgeCancel handle");
-
-/// Locks a handle's mutex. A panic caught while it was held may have left the object half-updated, so
-/// the `reset` given here puts it back in a known state first.
+/// Locks a session's mutex. A panic caught while it was held may have left the conversation
+/// half-updated, so the `reset` given here puts it back in a known state first.
 fn lock_or_reset<'a, T>(m: &'a Mutex<T>, reset: impl FnOnce(&mut T)) -> MutexGuard<'a, T> {
     match m.lock() {
         Ok(g) => g,
@@ -411,7 +350,7 @@ fn generate_params(
     let cancel = if p.cancel.is_null() {
         None
     } else {
-        Some(CANCELS.get(p.cancel)?)
+        Some(live(&CANCELS, p.cancel)?)
     };
     let params = GenerateParams {
         max_tokens: p.max_tokens as usize,
@@ -485,15 +424,9 @@ fn complete_on_model(
     cancel: Option<&AtomicBool>,
     on_text: impl FnMut(&str) -> bool,
 ) -> FfiResult<Generation> {
-    let entry = MODELS.get(m)?;
+    let model = live(&MODELS, m)?;
     let prompt = read_str(prompt, "prompt")?;
-    let mut slot = lock_or_reset(&entry.oneshot, |s| *s = None);
-    let session = match &mut *slot {
-        Some(s) => s,
-        empty => empty.insert(entry.new_session()?),
-    };
-    session.reset();
-    Ok(session.complete(Prompt::Text(prompt), params, cancel, on_text)?)
+    Ok(model.complete(Prompt::Text(prompt), params, cancel, on_text)?)
 }
 
 /// Parameters of the four-argument functions: llama.cpp's defaults with these three set.
@@ -573,26 +506,13 @@ pub unsafe extern "C" fn deepedge_model_load_with_params(
             let params = unsafe { params.as_ref() }
                 .copied()
                 .unwrap_or_else(|| deepedge_model_params_default());
-            let model = Model::load(path).map_err(|e| {
-                let mut e = FfiError::from(e);
-                e.message = format!("cannot load {path}: {}", e.message);
-                e
-            })?;
             let options = SessionOptions {
                 n_ctx: (params.n_ctx > 0).then_some(params.n_ctx as usize),
                 threads: (params.n_threads > 0).then_some(params.n_threads as usize),
                 ..SessionOptions::default()
             };
-            let model = Arc::new(model);
-            // The one-shot session is allocated now, so a context that does not fit memory fails here.
-            let oneshot = Session::new_cpu(Arc::clone(&model), &options)?;
-            let entry = ModelEntry {
-                model,
-                options,
-                n_ctx: oneshot.n_ctx(),
-                oneshot: Mutex::new(Some(oneshot)),
-            };
-            Ok(MODELS.insert(entry) as *mut DeepedgeModel)
+            let model = LoadedModel::load(path, options)?;
+            Ok(handle_of(&MODELS, model))
         },
     )
 }
@@ -601,7 +521,7 @@ pub unsafe extern "C" fn deepedge_model_load_with_params(
 /// already freed, is ignored. A call still running on this handle on another thread finishes first.
 #[no_mangle]
 pub extern "C" fn deepedge_model_free(m: *mut DeepedgeModel) {
-    guard_void(|| drop(MODELS.remove(m)));
+    guard_void(|| drop(MODELS.remove(m as u64)));
 }
 
 /// The context size (tokens) of the model's generations and sessions; 0 for an invalid handle.
@@ -609,8 +529,8 @@ pub extern "C" fn deepedge_model_free(m: *mut DeepedgeModel) {
 pub extern "C" fn deepedge_model_n_ctx(m: *const DeepedgeModel) -> u32 {
     let mut n = 0;
     guard_void(|| {
-        if let Ok(entry) = MODELS.get(m) {
-            n = u32::try_from(entry.n_ctx).unwrap_or(u32::MAX);
+        if let Ok(model) = live(&MODELS, m) {
+            n = u32::try_from(model.n_ctx()).unwrap_or(u32::MAX);
         }
     });
     n
@@ -621,8 +541,8 @@ pub extern "C" fn deepedge_model_n_ctx(m: *const DeepedgeModel) -> u32 {
 pub extern "C" fn deepedge_model_n_vocab(m: *const DeepedgeModel) -> u32 {
     let mut n = 0;
     guard_void(|| {
-        if let Ok(entry) = MODELS.get(m) {
-            n = entry.model.tokenizer.n_vocab() as u32;
+        if let Ok(model) = live(&MODELS, m) {
+            n = model.model().tokenizer.n_vocab() as u32;
         }
     });
     n
@@ -783,10 +703,10 @@ pub unsafe extern "C" fn deepedge_tokenize(
                     "tokens_out and n_tokens_out must not be NULL",
                 ));
             }
-            let entry = MODELS.get(m)?;
+            let model = live(&MODELS, m)?;
             let text = read_str(text, "text")?;
-            let ids = entry
-                .model
+            let ids = model
+                .model()
                 .tokenizer
                 .encode(text, add_special, parse_special)
                 .map_err(Error::from)?;
@@ -830,7 +750,8 @@ pub unsafe extern "C" fn deepedge_detokenize(
         error_out,
         |_| std::ptr::null_mut(),
         || {
-            let entry = MODELS.get(m)?;
+            let model = live(&MODELS, m)?;
+            let tokenizer = &model.model().tokenizer;
             if n_tokens > DEEPEDGE_MAX_DETOKENIZE {
                 return Err(FfiError::invalid(format!(
                     "n_tokens is {n_tokens}, more than DEEPEDGE_MAX_DETOKENIZE"
@@ -844,13 +765,11 @@ pub unsafe extern "C" fn deepedge_detokenize(
                 // SAFETY: the caller passes `n_tokens` readable ids (bounded above).
                 unsafe { std::slice::from_raw_parts(tokens, n_tokens) }
             };
-            let n_vocab = entry.model.tokenizer.n_vocab();
+            let n_vocab = tokenizer.n_vocab();
             if let Some(&id) = ids.iter().find(|&&id| id as usize >= n_vocab) {
                 return Err(Error::TokenOutOfRange { id, n_vocab }.into());
             }
-            Ok(hand_out_string(
-                entry.model.tokenizer.decode(ids, render_special),
-            ))
+            Ok(hand_out_string(tokenizer.decode(ids, render_special)))
         },
     )
 }
@@ -876,7 +795,7 @@ pub extern "C" fn deepedge_cancel_new() -> *mut DeepedgeCancel {
     guard(
         std::ptr::null_mut(),
         |_| std::ptr::null_mut(),
-        || Ok(CANCELS.insert(AtomicBool::new(false)) as *mut DeepedgeCancel),
+        || Ok(handle_of(&CANCELS, AtomicBool::new(false))),
     )
 }
 
@@ -885,7 +804,7 @@ pub extern "C" fn deepedge_cancel_new() -> *mut DeepedgeCancel {
 #[no_mangle]
 pub extern "C" fn deepedge_cancel_request(c: *const DeepedgeCancel) {
     guard_void(|| {
-        if let Ok(flag) = CANCELS.get(c) {
+        if let Ok(flag) = live(&CANCELS, c) {
             flag.store(true, Ordering::SeqCst);
         }
     });
@@ -895,7 +814,7 @@ pub extern "C" fn deepedge_cancel_request(c: *const DeepedgeCancel) {
 #[no_mangle]
 pub extern "C" fn deepedge_cancel_reset(c: *const DeepedgeCancel) {
     guard_void(|| {
-        if let Ok(flag) = CANCELS.get(c) {
+        if let Ok(flag) = live(&CANCELS, c) {
             flag.store(false, Ordering::SeqCst);
         }
     });
@@ -906,7 +825,7 @@ pub extern "C" fn deepedge_cancel_reset(c: *const DeepedgeCancel) {
 pub extern "C" fn deepedge_cancel_is_requested(c: *const DeepedgeCancel) -> bool {
     let mut raised = false;
     guard_void(|| {
-        if let Ok(flag) = CANCELS.get(c) {
+        if let Ok(flag) = live(&CANCELS, c) {
             raised = flag.load(Ordering::SeqCst);
         }
     });
@@ -916,7 +835,7 @@ pub extern "C" fn deepedge_cancel_is_requested(c: *const DeepedgeCancel) -> bool
 /// Frees a cancel handle. A generation watching it keeps watching its flag until it ends.
 #[no_mangle]
 pub extern "C" fn deepedge_cancel_free(c: *mut DeepedgeCancel) {
-    guard_void(|| drop(CANCELS.remove(c)));
+    guard_void(|| drop(CANCELS.remove(c as u64)));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -938,14 +857,14 @@ pub unsafe extern "C" fn deepedge_session_new(
         error_out,
         |_| std::ptr::null_mut(),
         || {
-            let entry = MODELS.get(m)?;
+            let model = live(&MODELS, m)?;
             let system = if system_prompt.is_null() {
                 None
             } else {
                 Some(read_str(system_prompt, "system_prompt")?)
             };
-            let conversation = Conversation::new(entry.new_session()?, system);
-            Ok(SESSIONS.insert(Mutex::new(conversation)) as *mut DeepedgeSession)
+            let conversation = model.new_conversation(system)?;
+            Ok(handle_of(&SESSIONS, Mutex::new(conversation)))
         },
     )
 }
@@ -973,7 +892,7 @@ pub unsafe extern "C" fn deepedge_session_send(
         error_out,
         |code| code,
         || {
-            let session = SESSIONS.get(s)?;
+            let session = live(&SESSIONS, s)?;
             let message = read_str(user_message, "user_message")?;
             // SAFETY: the caller passes NULL or a valid struct.
             let p = unsafe { params.as_ref() }
@@ -998,7 +917,7 @@ pub unsafe extern "C" fn deepedge_session_send(
 pub extern "C" fn deepedge_session_n_tokens(s: *const DeepedgeSession) -> u32 {
     let mut n = 0;
     guard_void(|| {
-        if let Ok(session) = SESSIONS.get(s) {
+        if let Ok(session) = live(&SESSIONS, s) {
             let conversation = lock_or_reset(&session, Conversation::reset);
             n = conversation.session().tokens().len() as u32;
         }
@@ -1010,7 +929,7 @@ pub extern "C" fn deepedge_session_n_tokens(s: *const DeepedgeSession) -> u32 {
 #[no_mangle]
 pub extern "C" fn deepedge_session_reset(s: *mut DeepedgeSession) {
     guard_void(|| {
-        if let Ok(session) = SESSIONS.get(s) {
+        if let Ok(session) = live(&SESSIONS, s) {
             lock_or_reset(&session, Conversation::reset).reset();
         }
     });
@@ -1019,7 +938,7 @@ pub extern "C" fn deepedge_session_reset(s: *mut DeepedgeSession) {
 /// Frees a session. NULL, or a session already freed, is ignored.
 #[no_mangle]
 pub extern "C" fn deepedge_session_free(s: *mut DeepedgeSession) {
-    guard_void(|| drop(SESSIONS.remove(s)));
+    guard_void(|| drop(SESSIONS.remove(s as u64)));
 }
 
 // ---------------------------------------------------------------------------------------------------
