@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: fetches (once) and verifies the real models the tests compare against llama.cpp's
-# committed reference fixtures, then runs every test of the workspace. README.md and .ci/run call this.
+# committed reference fixtures, runs every test of the workspace, then the bindings' tests in their own
+# languages (C natively and under valgrind, Kotlin and Java on the JVM). README.md and .ci/run call this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-models.sh all
 # Real-model tests must run, not skip, here.
 export DEEPEDGE_REQUIRE_MODELS=1
 cargo test --workspace --locked "$@"
+# The bindings, driven from their own languages against the built libraries.
+bindings/c/run-tests.sh
+bindings/uniffi/run-tests.sh
+bindings/jni/run-tests.sh

@@ -8,8 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use deepedge::model::routing::LayerUtilization;
 use deepedge::sample::SamplerParams;
-use deepedge::tokenizer::{ChatMessage, CHATML_TEMPLATE};
-use deepedge::{GenerateParams, Generation};
+use deepedge::{Conversation, GenerateParams, Generation, Prompt};
 use serde_json::json;
 
 use crate::common::{parse_ids, IdList, ModelArgs};
@@ -18,22 +17,22 @@ use crate::common::{parse_ids, IdList, ModelArgs};
 #[derive(Args, Clone, Debug)]
 pub struct SamplingArgs {
     /// Temperature; 0 is greedy.
-    #[arg(long = "temp", default_value_t = 0.8)]
+    #[arg(long = "temp", default_value_t = SamplerParams::LLAMA_CPP_DEFAULTS.temperature)]
     pub temperature: f32,
     /// Keep the k most likely tokens (0 = off).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = SamplerParams::LLAMA_CPP_DEFAULTS.top_k)]
     pub top_k: usize,
     /// Nucleus sampling threshold (1 = off).
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = SamplerParams::LLAMA_CPP_DEFAULTS.top_p)]
     pub top_p: f32,
     /// Minimum probability relative to the most likely token (0 = off).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = SamplerParams::LLAMA_CPP_DEFAULTS.min_p)]
     pub min_p: f32,
     /// Repetition penalty (1 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = SamplerParams::LLAMA_CPP_DEFAULTS.repeat_penalty)]
     pub repeat_penalty: f32,
     /// Tokens the repetition penalty looks back over.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = SamplerParams::LLAMA_CPP_DEFAULTS.repeat_last_n)]
     pub repeat_last_n: usize,
     /// RNG seed (default: random, logged).
     #[arg(short = 's', long)]
@@ -105,12 +104,11 @@ pub fn run(args: RunArgs) -> Result<()> {
             args.model.model.display()
         );
     }
-    let prompt_ids = match (&args.prompt, &args.ids) {
-        (Some(text), _) => session.model().tokenizer.encode(text, true, false)?,
-        (None, Some(ids)) => ids.0.clone(),
+    let prompt = match (&args.prompt, &args.ids) {
+        (Some(text), _) => Prompt::Text(text),
+        (None, Some(ids)) => Prompt::Ids(&ids.0),
         (None, None) => bail!("give a prompt with -p TEXT or --ids 1,2,3"),
     };
-    session.check_fits(prompt_ids.len(), args.n_predict)?;
     let params = GenerateParams {
         max_tokens: args.n_predict,
         sampler: args.sampling.params(),
@@ -121,10 +119,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     let cancel = install_interrupt_flag()?;
     let stdout = std::io::stdout();
     let generation = if args.json {
-        session.generate(&prompt_ids, &params, Some(&cancel), |_| true)?
+        session.complete(prompt, &params, Some(&cancel), |_| true)?
     } else {
         let mut out = stdout.lock();
-        let g = session.generate(&prompt_ids, &params, Some(&cancel), |piece| {
+        let g = session.complete(prompt, &params, Some(&cancel), |piece| {
             out.write_all(piece.as_bytes())
                 .and_then(|_| out.flush())
                 .is_ok()
@@ -232,15 +230,9 @@ pub struct ChatArgs {
 
 pub fn chat(args: ChatArgs) -> Result<()> {
     let loaded = args.model.load()?;
-    let mut session = loaded.session;
-    let model = Arc::clone(session.model());
-    let tokenizer = &model.tokenizer;
-    if tokenizer.chat_template().is_none() {
+    let mut conversation = Conversation::new(loaded.session, args.system.as_deref());
+    if conversation.uses_chatml_fallback() {
         tracing::warn!("the model has no chat template; using ChatML");
-    }
-    let mut messages: Vec<ChatMessage> = Vec::new();
-    if let Some(system) = &args.system {
-        messages.push(ChatMessage::new("system", system));
     }
     let params = GenerateParams {
         max_tokens: args.n_predict,
@@ -268,28 +260,22 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             "" => continue,
             "/exit" | "/quit" => return Ok(()),
             "/reset" => {
-                messages.truncate(usize::from(args.system.is_some()));
-                session.reset();
+                conversation.reset();
                 continue;
             }
             _ => {}
         }
-        messages.push(ChatMessage::new("user", line));
-        let template = tokenizer.chat_template().unwrap_or(CHATML_TEMPLATE);
-        let rendered = tokenizer.render_chat(template, &messages, true)?;
-        let ids = tokenizer.encode(&rendered, false, true)?;
-        if let Err(e) = session.check_fits(ids.len(), 1) {
-            eprintln!("error: {e}");
-            messages.pop();
-            continue;
-        }
-        let generation = session.generate(&ids, &params, Some(&cancel), |piece| {
+        let answer = conversation.send(line, &params, Some(&cancel), |piece| {
             stdout
                 .write_all(piece.as_bytes())
                 .and_then(|_| stdout.flush())
                 .is_ok()
-        })?;
-        writeln!(stdout)?;
-        messages.push(ChatMessage::new("assistant", generation.text.trim()));
+        });
+        match answer {
+            Ok(_) => writeln!(stdout)?,
+            // A turn that does not fit is reported and dropped; the conversation goes on.
+            Err(e @ deepedge::Error::ContextOverflow { .. }) => eprintln!("error: {e}"),
+            Err(e) => return Err(e.into()),
+        }
     }
 }

@@ -38,6 +38,13 @@ pub enum Error {
     OutOfMemory { what: String, bytes: usize },
     #[error("cancelled")]
     Cancelled,
+    /// A model file that could not be opened as a model, with the path in front of the reason.
+    #[error("cannot load {path}: {source}")]
+    Load {
+        path: String,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -5,6 +5,8 @@
 //! the service are thin shells around it. See ARCHITECTURE.md for the map.
 
 pub mod backend;
+pub mod conversation;
+pub mod embed;
 pub mod error;
 pub mod eval;
 pub mod gguf;
@@ -15,6 +17,8 @@ pub mod sample;
 pub mod session;
 pub mod tokenizer;
 
+pub use conversation::Conversation;
+pub use embed::{ErrorKind, HandleTable, LoadedModel};
 pub use error::{Error, Result};
 pub use model::Model;
-pub use session::{FinishReason, GenerateParams, Generation, Session, SessionOptions};
+pub use session::{FinishReason, GenerateParams, Generation, Prompt, Session, SessionOptions};

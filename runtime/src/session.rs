@@ -56,6 +56,14 @@ impl Default for GenerateParams {
     }
 }
 
+/// A prompt for [`Session::complete`]: raw text, tokenized as `deepedge run -p` does
+/// ([`Tokenizer::encode_prompt`](crate::tokenizer::Tokenizer::encode_prompt)), or token ids fed as they are.
+#[derive(Clone, Copy, Debug)]
+pub enum Prompt<'a> {
+    Text(&'a str),
+    Ids(&'a [u32]),
+}
+
 /// Time spent, in wall-clock seconds.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Timings {
@@ -236,6 +244,24 @@ impl Session {
         let logits = self.backend.forward(ids, LogitsRequest::All)?;
         self.tokens.extend_from_slice(ids);
         Ok(logits)
+    }
+
+    /// Generates a continuation of `prompt` as `deepedge run` does: the prompt is tokenized (text) or taken
+    /// as it is (ids), checked to fit the context together with `params.max_tokens`, then generated with
+    /// [`Session::generate`]. The CLI and every binding call this, so they produce the same text.
+    pub fn complete(
+        &mut self,
+        prompt: Prompt<'_>,
+        params: &GenerateParams,
+        cancel: Option<&AtomicBool>,
+        on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let ids = match prompt {
+            Prompt::Text(text) => self.model().tokenizer.encode_prompt(text)?,
+            Prompt::Ids(ids) => ids.to_vec(),
+        };
+        self.check_fits(ids.len(), params.max_tokens)?;
+        self.generate(&ids, params, cancel, on_text)
     }
 
     /// Generates a continuation of `prompt_ids`, streaming text pieces to `on_text` (return `false` to

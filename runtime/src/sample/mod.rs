@@ -42,6 +42,19 @@ impl Default for SamplerParams {
 }
 
 impl SamplerParams {
+    /// llama.cpp's common sampling defaults (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no
+    /// repetition penalty over the last 64 tokens), which `deepedge run`, `chat` and the bindings use unless
+    /// told otherwise. The seed is 0 here; callers set their own.
+    pub const LLAMA_CPP_DEFAULTS: SamplerParams = SamplerParams {
+        temperature: 0.8,
+        top_k: 40,
+        top_p: 0.95,
+        min_p: 0.05,
+        repeat_penalty: 1.0,
+        repeat_last_n: 64,
+        seed: 0,
+    };
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::InvalidArgument(m.into()));
         if !self.temperature.is_finite() || self.temperature < 0.0 {

@@ -632,6 +632,21 @@ impl Tokenizer {
         Ok(out)
     }
 
+    /// Tokenizes a plain-text prompt the way `llama-cli -p` (and `deepedge run -p`) do: BOS iff the model
+    /// adds one, and control tokens typed in the text (`<|im_start|>`) stay ordinary text.
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode(text, true, false)
+    }
+
+    /// The chat template to render conversations with: the model's own, or ChatML when the GGUF has none
+    /// (llama.cpp's fallback). The flag says whether the fallback is in use.
+    pub fn chat_template_or_chatml(&self) -> (&str, bool) {
+        match self.chat_template() {
+            Some(t) => (t, false),
+            None => (CHATML_TEMPLATE, true),
+        }
+    }
+
     /// Number of tokens in the vocabulary.
     pub fn n_vocab(&self) -> usize {
         self.tokens.len()
