@@ -4,6 +4,8 @@
 # languages (C natively and under valgrind, Kotlin and Java on the JVM). README.md and .ci/run call this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Tools beyond Rust and Python 3 (gcc, valgrind, a JDK, JNA, kotlinc, cbindgen), installed if missing.
+scripts/setup-test-tools.sh
 scripts/fetch-models.sh all
 # Real-model tests must run, not skip, here.
 export DEEPEDGE_REQUIRE_MODELS=1
