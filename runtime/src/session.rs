@@ -138,6 +138,7 @@ impl Session {
                 threads: options.threads,
                 n_ctx,
                 kv_type: options.kv_type,
+                n_seq: 1,
             },
         )?;
         Ok(Self::with_backend(Box::new(backend)))
