@@ -2,7 +2,8 @@
 //!
 //! Commands: `run` (generate from a prompt or token ids), `chat` (interactive, with the model's chat
 //! template), `score` (one forward pass), `perplexity` (llama.cpp's `llama-perplexity` method), `tokenize`,
-//! `bench` (prompt and decode speed, load time, peak memory) and `inspect` (metadata, tensors, memory).
+//! `bench` (prompt and decode speed, load time, peak memory), `inspect` (metadata, tensors, memory) and
+//! `serve` (an OpenAI-compatible HTTP service with continuous batching).
 //! Results go to stdout (JSON with `--json`), logs to stderr; an error is one line and a non-zero exit.
 
 mod bench;
@@ -10,6 +11,7 @@ mod common;
 mod eval;
 mod generate;
 mod inspect;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +41,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Show a model's metadata, tensors and memory needs.
     Inspect(inspect::InspectArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API, batching concurrent requests.
+    Serve(serve::ServeArgs),
 }
 
 fn main() {
@@ -52,6 +56,7 @@ fn main() {
         Command::Tokenize(a) => eval::tokenize(a),
         Command::Bench(a) => bench::bench(a),
         Command::Inspect(a) => inspect::inspect(a),
+        Command::Serve(a) => serve::serve(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

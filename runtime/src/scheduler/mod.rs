@@ -48,7 +48,8 @@ pub struct EngineOptions {
     pub parallel: usize,
     /// Context of each sequence (prompt + generated tokens).
     pub n_ctx: usize,
-    /// Requests that may wait for a free sequence; more are refused.
+    /// Requests that may wait when every sequence is busy; more are refused. Requests for free
+    /// sequences are always taken (they wait at most until the current step ends).
     pub queue: usize,
     /// CPU threads; `None` = one per core.
     pub threads: Option<usize>,
@@ -164,6 +165,8 @@ pub struct EngineStats {
 struct Shared {
     accepting: AtomicBool,
     queued: AtomicUsize,
+    /// Sequences running as of the last step.
+    active: AtomicUsize,
     stats: Mutex<EngineStats>,
     steps: AtomicU64,
 }
@@ -288,11 +291,16 @@ impl Engine {
         if !self.shared.accepting.load(Ordering::Relaxed) {
             return Err(SubmitError::ShuttingDown);
         }
-        let limit = self.options.queue;
+        let queue = self.options.queue;
+        let free = self
+            .options
+            .parallel
+            .saturating_sub(self.shared.active.load(Ordering::Relaxed));
+        let limit = queue + free;
         let queued = self.shared.queued.fetch_add(1, Ordering::Relaxed);
         if queued >= limit {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(SubmitError::QueueFull(limit));
+            return Err(SubmitError::QueueFull(queue));
         }
         let sent = self
             .commands
@@ -459,6 +467,7 @@ impl Worker {
     }
 
     fn publish(&self, active: usize) {
+        self.shared.active.store(active, Ordering::Relaxed);
         if let Ok(mut stats) = self.shared.stats.lock() {
             stats.active = active;
             stats.prefix_entries = self.cache.len();
