@@ -90,9 +90,8 @@ impl Conversation {
     ) -> Result<Generation> {
         let model = std::sync::Arc::clone(self.session.model());
         let tokenizer = &model.tokenizer;
-        let (template, _) = tokenizer.chat_template_or_chatml();
-        let rendered = tokenizer.render_chat(template, &self.messages, true)?;
-        let ids = tokenizer.encode(&rendered, false, true)?;
+        let rendered = tokenizer.render_chat_prompt(&self.messages)?;
+        let ids = tokenizer.encode_chat_prompt(&rendered)?;
         self.session.check_fits(ids.len(), 1)?;
         self.session.generate(&ids, params, cancel, on_text)
     }

@@ -14,6 +14,7 @@ pub mod kv;
 pub mod model;
 pub mod quant;
 pub mod sample;
+pub mod scheduler;
 pub mod session;
 pub mod tokenizer;
 

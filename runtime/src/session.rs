@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::kv::KvType;
 use crate::model::Model;
 use crate::sample::{Sampler, SamplerParams};
-use crate::tokenizer::StreamDecoder;
+use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 /// Why generation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +138,7 @@ impl Session {
                 threads: options.threads,
                 n_ctx,
                 kv_type: options.kv_type,
+                n_seq: 1,
             },
         )?;
         Ok(Self::with_backend(Box::new(backend)))
@@ -274,13 +275,8 @@ impl Session {
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<Generation> {
         let model = Arc::clone(self.model());
-        let tokenizer = &model.tokenizer;
         let mut sampler = Sampler::new(params.sampler.clone())?;
-        if params.stop.iter().any(String::is_empty) {
-            return Err(Error::InvalidArgument(
-                "stop strings must not be empty".into(),
-            ));
-        }
+        let mut output = TextOutput::new(&model.tokenizer, params)?;
 
         let mut timings = Timings::default();
         let start = Instant::now();
@@ -289,8 +285,6 @@ impl Session {
         timings.prefill_tokens = computed;
 
         let mut ids = Vec::new();
-        let mut decoder = StreamDecoder::new(tokenizer, params.render_special);
-        let mut stops = StopFilter::new(&params.stop);
         let mut text = String::new();
         let decode_start = Instant::now();
         let mut finish = FinishReason::Length;
@@ -308,18 +302,13 @@ impl Session {
             }
             let id = sampler.sample(&mut logits, &self.tokens);
             ids.push(id);
-            if !params.ignore_eos && tokenizer.is_eog(id) {
-                finish = FinishReason::Eos;
-                break;
-            }
-            let piece = decoder.push(id);
-            let (ready, stopped) = stops.push(&piece);
+            let (ready, ended) = output.push(id);
             if !emit(&ready, &mut text) {
                 finish = FinishReason::Cancelled;
                 break;
             }
-            if stopped {
-                finish = FinishReason::Stop;
+            if let Some(reason) = ended {
+                finish = reason;
                 break;
             }
             if ids.len() == params.max_tokens || self.tokens.len() >= self.n_ctx() {
@@ -330,10 +319,7 @@ impl Session {
             timings.decode_tokens += 1;
         }
         if matches!(finish, FinishReason::Length | FinishReason::Eos) {
-            let tail = decoder.finish();
-            let (ready, _) = stops.push(&tail);
-            let rest = stops.flush();
-            emit(&(ready + &rest), &mut text);
+            emit(&output.finish(), &mut text);
         }
         timings.decode = decode_start.elapsed();
         Ok(Generation {
@@ -346,15 +332,60 @@ impl Session {
     }
 }
 
+/// Turns sampled ids into the text a generation streams: end-of-generation tokens end it (unless
+/// ignored), pieces are whole UTF-8 characters, stop strings end it and are cut from the text. Shared by
+/// [`Session::generate`] and the batch scheduler so both produce the same text for the same ids.
+pub(crate) struct TextOutput<'a> {
+    tokenizer: &'a Tokenizer,
+    decoder: StreamDecoder<'a>,
+    stops: StopFilter,
+    ignore_eos: bool,
+}
+
+impl<'a> TextOutput<'a> {
+    pub(crate) fn new(tokenizer: &'a Tokenizer, params: &GenerateParams) -> Result<Self> {
+        if params.stop.iter().any(String::is_empty) {
+            return Err(Error::InvalidArgument(
+                "stop strings must not be empty".into(),
+            ));
+        }
+        Ok(Self {
+            tokenizer,
+            decoder: StreamDecoder::new(tokenizer, params.render_special),
+            stops: StopFilter::new(params.stop.clone()),
+            ignore_eos: params.ignore_eos,
+        })
+    }
+
+    /// Adds a sampled id: the text that can be emitted now, and why generation ends if this id ends it
+    /// ([`FinishReason::Eos`] or [`FinishReason::Stop`]).
+    pub(crate) fn push(&mut self, id: u32) -> (String, Option<FinishReason>) {
+        if !self.ignore_eos && self.tokenizer.is_eog(id) {
+            return (String::new(), Some(FinishReason::Eos));
+        }
+        let piece = self.decoder.push(id);
+        let (ready, stopped) = self.stops.push(&piece);
+        (ready, stopped.then_some(FinishReason::Stop))
+    }
+
+    /// The text still held back, once generation ended at the token budget or an end-of-generation token.
+    pub(crate) fn finish(self) -> String {
+        let mut stops = self.stops;
+        let tail = self.decoder.finish();
+        let (ready, _) = stops.push(&tail);
+        ready + &stops.flush()
+    }
+}
+
 /// Holds back streamed text that might be the start of a stop string.
-struct StopFilter<'a> {
-    stops: &'a [String],
+struct StopFilter {
+    stops: Vec<String>,
     pending: String,
     done: bool,
 }
 
-impl<'a> StopFilter<'a> {
-    fn new(stops: &'a [String]) -> Self {
+impl StopFilter {
+    fn new(stops: Vec<String>) -> Self {
         Self {
             stops,
             pending: String::new(),
@@ -413,16 +444,16 @@ mod tests {
     #[test]
     fn stop_filter_holds_back_prefixes_and_cuts_at_the_stop() {
         let stops = vec!["</end>".to_string(), "\n\n".to_string()];
-        let mut f = StopFilter::new(&stops);
+        let mut f = StopFilter::new(stops.clone());
         assert_eq!(f.push("hello <"), ("hello ".to_string(), false));
         assert_eq!(f.push("/e"), (String::new(), false));
         assert_eq!(f.push("x"), ("</ex".to_string(), false));
         assert_eq!(f.push("ok\n"), ("ok".to_string(), false));
         assert_eq!(f.push("\nmore"), (String::new(), true));
-        let mut f = StopFilter::new(&stops);
+        let mut f = StopFilter::new(stops);
         assert_eq!(f.push("a</end>b"), ("a".to_string(), true));
         let none: Vec<String> = vec![];
-        let mut f = StopFilter::new(&none);
+        let mut f = StopFilter::new(none);
         assert_eq!(f.push("x"), ("x".to_string(), false));
     }
 }

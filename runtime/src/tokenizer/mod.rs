@@ -647,6 +647,20 @@ impl Tokenizer {
         }
     }
 
+    /// Renders `messages` with the model's chat template (ChatML when it has none) and the assistant's
+    /// generation prompt: the text a chat turn continues.
+    pub fn render_chat_prompt(&self, messages: &[ChatMessage]) -> Result<String> {
+        let (template, _) = self.chat_template_or_chatml();
+        self.render_chat(template, messages, true)
+    }
+
+    /// Tokenizes a rendered chat prompt: control tokens the template wrote are parsed as such, and no BOS
+    /// is added (templates write their own). Chat turns of every surface (`deepedge chat`, the bindings'
+    /// sessions, `serve`'s chat completions) go through here.
+    pub fn encode_chat_prompt(&self, rendered: &str) -> Result<Vec<u32>> {
+        self.encode(rendered, false, true)
+    }
+
     /// Number of tokens in the vocabulary.
     pub fn n_vocab(&self) -> usize {
         self.tokens.len()
