@@ -251,9 +251,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(err.status, {"error": {"message": err.message, "type": err.kind, "code": err.code}})
 
     def count(self, status: int) -> None:
-        if self.path.startswith("/v1/"):
-            with self.server.metrics.lock:
-                self.server.metrics.requests[str(status)] += 1
+        # Like the real server, every response is counted, /health and /metrics included.
+        with self.server.metrics.lock:
+            self.server.metrics.requests[str(status)] += 1
 
     def check_key(self) -> None:
         key = self.server.args.api_key
@@ -288,8 +288,7 @@ class Handler(BaseHTTPRequestHandler):
                 if time.monotonic() < self.server.ready_at:
                     raise ApiError(503, "the model is loading", "server_error", "loading")
                 self.send_json(200, {"status": "ok"})
-            elif self.path == "/metrics":
-                self.check_key()
+            elif self.path == "/metrics":  # like /health, open without the key (for scrapers and probes)
                 data = self.server.render_metrics().encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -298,8 +297,14 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data)
             elif self.path == "/v1/models":
                 self.check_key()
-                self.send_json(200, {"object": "list", "data": [
-                    {"id": self.server.model_id, "object": "model", "created": 0, "owned_by": "deepedge"}]})
+                self.send_json(200, {"object": "list", "data": [self.server.model_card()]})
+            elif self.path.startswith("/v1/models/"):
+                self.check_key()
+                wanted = self.path.removeprefix("/v1/models/")
+                if wanted != self.server.model_id:
+                    raise ApiError(404, f"model '{wanted}' does not exist; this server serves "
+                                        f"'{self.server.model_id}'", "invalid_request_error", "model_not_found")
+                self.send_json(200, self.server.model_card())
             else:
                 raise ApiError(404, f"no route GET {self.path}", "invalid_request_error", "not_found")
         except ApiError as e:
@@ -375,7 +380,7 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.metrics.lock:
             self.server.metrics.prompt_tokens += len(prompt)
         if self.server.args.fault == "leak":
-            LEAKED.append(bytearray(2 << 20))
+            LEAKED.append(bytearray(b"\x01" * (2 << 20)))  # written, so resident
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{random.getrandbits(48):012x}"
         created = int(time.time())
         obj = "chat.completion" if chat else "text_completion"
@@ -442,6 +447,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class FakeServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # 32+ clients connect at once; the default backlog of 5 resets connections
 
     def __init__(self, args: argparse.Namespace):
         super().__init__((args.host, args.port), Handler)
@@ -450,6 +456,11 @@ class FakeServer(ThreadingHTTPServer):
         self.metrics = Metrics()
         self.scheduler = Scheduler(args, self.metrics)
         self.ready_at = time.monotonic() + args.load_delay
+        # Stands in for the model's resident weights, so that RSS growth is judged against a realistic base.
+        self.weights = bytearray(b"\x01" * (args.weights_mib << 20))
+
+    def model_card(self) -> dict:
+        return {"id": self.model_id, "object": "model", "created": 0, "owned_by": "deepedge"}
 
     def render_metrics(self) -> str:
         waiting, active = self.scheduler.depth()
@@ -476,7 +487,8 @@ def main() -> None:
     p.add_argument("--api-key")
     p.add_argument("--parallel", type=int, default=8)
     p.add_argument("--queue", type=int, default=64)
-    p.add_argument("--ctx", type=int, default=4096)
+    p.add_argument("--ctx", type=int, default=8192, help="tokens per sequence (the fake's tokens are bytes)")
+    p.add_argument("--weights-mib", type=int, default=64, help="resident memory standing in for the weights")
     p.add_argument("--model-id", default="fake-model")
     p.add_argument("--load-delay", type=float, default=0.0, help="seconds during which /health answers 503")
     p.add_argument("--fault", choices=FAULTS, default="none")

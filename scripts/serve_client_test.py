@@ -3,7 +3,7 @@
 
     scripts/serve_client_test.py http://127.0.0.1:8080 [--api-key KEY]
 
-Checks: the model list; chat completions, plain and streamed (the streamed text at temperature 0 equals the plain
+Checks: the model list and the model by id; chat completions, plain and streamed (the streamed text at temperature 0 equals the plain
 one, the stream ends with a finish reason and a usage chunk); completions with a string prompt and with a list of
 token ids; embeddings (one unit-length vector per input, in order, equal for equal inputs); /health and /metrics;
 error shapes `{"error": {"message", "type", "code"}}` for malformed JSON (400), a bad field (400), an unknown route
@@ -94,6 +94,8 @@ class ClientTest:
         expect(len(listed) == 1, f"expected one model, got {[m.id for m in listed]}")
         expect(isinstance(listed[0].id, str) and listed[0].id, "the model has no id")
         self.model = listed[0].id
+        one = self.client.models.retrieve(self.model)
+        expect(one.id == self.model, f"GET /v1/models/{self.model} answered id {one.id!r}")
 
     def chat(self) -> None:
         messages = [{"role": "system", "content": "You are a terse assistant."},
@@ -204,6 +206,9 @@ class ClientTest:
             return
         raise CheckFailed("an unknown model name was accepted")
 
+    def unknown_model_card(self) -> None:
+        expect_error_shape(self.http.get("/v1/models/no-such-model"), 404, "GET /v1/models/no-such-model")
+
     def auth(self) -> None:
         for key in (None, "wrong-" + (self.api_key or "")):
             headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -227,7 +232,7 @@ def main() -> int:
 
     t = ClientTest(args.url, args.api_key, args.timeout)
     t.run("GET /health is 200 without a key", t.health)
-    t.run("GET /v1/models lists one model", t.models)
+    t.run("GET /v1/models lists one model, GET /v1/models/{id} returns it", t.models)
     if not t.model:
         print("FAIL: no model id; the remaining checks need one")
         return 1
@@ -240,6 +245,7 @@ def main() -> int:
     t.run("400 for a bad field", t.bad_field)
     t.run("404 for an unknown route", t.unknown_route)
     t.run("404 for an unknown model", t.unknown_model)
+    t.run("404 for GET /v1/models/<unknown>", t.unknown_model_card)
     if args.api_key:
         t.run("401 without or with a wrong key", t.auth)
     else:
