@@ -5,7 +5,10 @@
 #   - a JDK, JNA (Debian libjna-java) and npm for the Kotlin and Java tests (the pinned kotlinc comes from
 #     npm through bindings/jvm-toolchain/setup.sh),
 #   - npm for the llama.cpp reference scripts in tests/reference (fixtures and benchmarks, not the tests),
-#   - cbindgen 0.29 for the C header's staleness check (.ci/run).
+#   - cbindgen 0.29 for the C header's staleness check (.ci/run),
+#   - systemd-analyze and python3-venv, and two Python venvs from pinned requirements: .venv-serve
+#     (scripts/serve-requirements.txt: the openai client etc. for the serve scripts and their self-test) and
+#     .venv-deploy (deploy/lint-requirements.txt: hadolint, kubernetes-validate for deploy/check.sh).
 # apt-get runs as root, or through sudo when that is available; otherwise the missing packages are named
 # and the script fails.
 set -euo pipefail
@@ -18,6 +21,8 @@ command -v valgrind >/dev/null || missing+=(valgrind)
 command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
 [ -f /usr/share/java/jna.jar ] || missing+=(libjna-java)
 command -v npm >/dev/null || missing+=(npm)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
     echo "setup-test-tools: installing ${missing[*]}" >&2
     if [ "$(id -u)" = 0 ]; then
@@ -37,4 +42,18 @@ if ! command -v cbindgen >/dev/null || ! cbindgen --version | grep -q '^cbindgen
 fi
 
 bindings/jvm-toolchain/setup.sh >/dev/null
+
+# Python venvs for the HTTP service's scripts and the deployment linters (docs/serve.md). Each is
+# (re)installed only when its requirements file changed since the last install (a stamp inside the venv).
+python_venv() {
+    local venv=$1 requirements=$2
+    if ! cmp -s "$requirements" "$venv/.installed-requirements" 2>/dev/null; then
+        echo "setup-test-tools: installing $requirements into $venv" >&2
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+        cp "$requirements" "$venv/.installed-requirements"
+    fi
+}
+python_venv .venv-serve scripts/serve-requirements.txt
+python_venv .venv-deploy deploy/lint-requirements.txt
 echo "setup-test-tools: gcc, valgrind, $(javac -version 2>&1), JNA, npm $(npm --version), $(cbindgen --version)" >&2
