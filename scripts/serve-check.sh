@@ -14,12 +14,10 @@ model=${DEEPEDGE_CACHE:-$HOME/.cache/deepedge}/models/qwen2.5-coder-0.5b-instruc
 [[ -x $bin ]] || { echo "serve-check: $bin is not built (cargo build -p deepedge-cli)" >&2; exit 1; }
 [[ -f $model ]] || { echo "serve-check: $model is missing (scripts/fetch-models.sh qwen)" >&2; exit 1; }
 
-# The Python clients, pinned, in a venv of their own.
+# The pinned Python clients (scripts/serve-requirements.txt), installed by scripts/setup-test-tools.sh.
 venv=.venv-serve
-if [[ ! -x $venv/bin/python ]] || ! $venv/bin/python -c "import openai, httpx, prometheus_client" 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet -r scripts/serve-requirements.txt
-fi
+"$venv/bin/python" -c "import openai, httpx, prometheus_client" ||
+    { echo "serve-check: $venv is missing or incomplete; run scripts/setup-test-tools.sh" >&2; exit 1; }
 
 key=serve-check-key
 log=$(mktemp)
